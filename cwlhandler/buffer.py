@@ -1,0 +1,226 @@
+"""The bounded, thread-safe buffer between ``emit`` and the flusher.
+
+Records are numbered by position.  They leave the buffer only from the front:
+taken by the flusher as a *cut*, or dropped by ``drop_oldest``.  A cut is
+settled when every batch planned from it is acknowledged or dropped, so the
+positions settled so far form a prefix; ``flush()`` waits for that prefix to
+reach the position of the last record emitted before it.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Callable, Deque, List, Optional, Tuple, Union
+
+from .planner import EVENT_OVERHEAD
+
+# (timestamp_ms, message, nbytes, (group, stream))
+Item = Tuple[int, str, int, Tuple[str, str]]
+
+
+class Cut:
+    """A prefix of the buffer handed to the flusher; ``pending`` counts open batches."""
+
+    __slots__ = ("end", "pending")
+
+    def __init__(self, end: int, pending: int) -> None:
+        self.end = end
+        self.pending = pending
+
+
+class Buffer:
+    def __init__(
+        self,
+        *,
+        max_records: int,
+        max_bytes: int,
+        on_full: str,
+        batch_count: int,
+        batch_bytes: int,
+        flush_interval: float,
+    ) -> None:
+        self._lock = threading.Lock()
+        self.changed = threading.Condition(self._lock)  # the flusher and flush() wait here
+        self._room = threading.Condition(self._lock)  # emit() waits here under on_full="block"
+        self._items: Deque[Item] = deque()
+        self._bytes = 0
+        self._max_records = max_records
+        self._max_bytes = max_bytes
+        self._on_full = on_full
+        self._batch_count = batch_count
+        self._batch_bytes = batch_bytes
+        self._interval = flush_interval
+        self._first_at: Optional[float] = None  # when the oldest waiting record arrived
+        self._cuts: Deque[Cut] = deque()
+        self._woken = False
+        self.emitted = 0  # records offered to append()
+        self.appended = 0  # position after the last record in the buffer
+        self.removed = 0  # position of the first record still in the buffer
+        self.settled = 0  # every position below this is acknowledged or dropped
+        self.flush_target = 0
+        self.closing = False
+        self.dropped_full = 0
+        self.dropped_shutdown = 0
+
+    # -- producer side (application threads) ------------------------------------------
+    def append(self, item: Item) -> None:
+        size = item[2] + EVENT_OVERHEAD
+        with self._lock:
+            self.emitted += 1
+            if self.closing:
+                self.dropped_shutdown += 1
+                return
+            if len(self._items) >= self._max_records or self._bytes + size > self._max_bytes:
+                if not self._make_room(size):
+                    self.dropped_full += 1
+                    return
+            self._items.append(item)
+            self._bytes += size
+            self.appended += 1
+            if self._first_at is None:
+                self._first_at = time.monotonic()
+            if not self._woken and (
+                len(self._items) >= self._batch_count or self._bytes >= self._batch_bytes
+            ):
+                self._woken = True
+                self.changed.notify_all()
+
+    def _make_room(self, size: int) -> bool:
+        """Apply the ``on_full`` policy; False means the new record is dropped."""
+        if size > self._max_bytes or self._on_full == "drop_newest":
+            return False
+        if self._on_full == "block":
+            self._woken = True
+            self.changed.notify_all()
+            while not self.closing and (
+                len(self._items) >= self._max_records or self._bytes + size > self._max_bytes
+            ):
+                self._room.wait()
+            return not self.closing
+        dropped = 0
+        while self._items and (len(self._items) >= self._max_records or self._bytes + size > self._max_bytes):
+            self._bytes -= self._items.popleft()[2] + EVENT_OVERHEAD
+            dropped += 1
+        self.dropped_full += dropped
+        self._drop_front(dropped)
+        return True
+
+    # -- consumer side (the flusher) ---------------------------------------------------
+    def take(self, free_slots: Callable[[], int], idle: float) -> Union[None, bool, Tuple[Cut, List[Item]]]:
+        """Wait until records are due and the sender has room, and take them.
+
+        Records are due when a batch's worth is waiting, the oldest has waited
+        ``flush_interval``, a flush was asked for, or the handler is closing.
+        Returns None once closed and empty, False after ``idle`` seconds of
+        nothing to take (so the caller can do periodic work).
+        """
+        give_up = time.monotonic() + idle
+        with self._lock:
+            while True:
+                timeout: Optional[float] = None
+                if self._items:
+                    due = (
+                        self.closing
+                        or self.flush_target > self.removed
+                        or len(self._items) >= self._batch_count
+                        or self._bytes >= self._batch_bytes
+                    )
+                    if not due:
+                        assert self._first_at is not None
+                        timeout = self._first_at + self._interval - time.monotonic()
+                        due = timeout <= 0
+                    if due:
+                        slots = free_slots()
+                        if slots > 0:
+                            return self._take_prefix(slots)
+                        timeout = None
+                elif self.closing:
+                    return None
+                left = give_up - time.monotonic()
+                if left <= 0:
+                    return False
+                self.changed.wait(left if timeout is None else min(timeout, left))
+
+    def _take_prefix(self, slots: int) -> Tuple[Cut, List[Item]]:
+        limit_count = slots * self._batch_count
+        limit_bytes = slots * self._batch_bytes
+        taken: List[Item] = []
+        size = 0
+        items = self._items
+        while items and len(taken) < limit_count:
+            cost = items[0][2] + EVENT_OVERHEAD
+            if taken and size + cost > limit_bytes:
+                break
+            taken.append(items.popleft())
+            size += cost
+        self._bytes -= size
+        self.removed += len(taken)
+        self._first_at = time.monotonic() if items else None
+        self._woken = False
+        cut = Cut(self.removed, 1)  # held open until the flusher has submitted its batches
+        self._cuts.append(cut)
+        self._room.notify_all()
+        return cut, taken
+
+    def settle(self, cut: Cut, batches: int = 1) -> None:
+        """Mark ``batches`` of ``cut`` done (the flusher's hold counts as one)."""
+        with self._lock:
+            cut.pending -= batches
+            self._advance()
+            self.changed.notify_all()
+
+    def open_batches(self, cut: Cut, batches: int) -> None:
+        with self._lock:
+            cut.pending += batches
+
+    def _advance(self) -> None:
+        cuts = self._cuts
+        while cuts and cuts[0].pending <= 0:
+            self.settled = cuts.popleft().end
+        self.changed.notify_all()
+
+    # -- flush and close ---------------------------------------------------------------
+    def wait_settled(self, deadline: float, target: Optional[int] = None) -> bool:
+        """Ask for a flush of everything appended so far; wait until it is settled or the deadline."""
+        with self._lock:
+            if target is None:
+                target = self.appended
+            if target > self.flush_target:
+                self.flush_target = target
+                self.changed.notify_all()
+            while self.settled < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.changed.wait(remaining)
+            return True
+
+    def close(self) -> None:
+        """Refuse new records, let the flusher take everything, wake blocked producers."""
+        with self._lock:
+            self.closing = True
+            self.changed.notify_all()
+            self._room.notify_all()
+
+    def abandon(self) -> int:
+        """At the shutdown deadline: drop what is still buffered; return how many."""
+        with self._lock:
+            n = len(self._items)
+            self._items.clear()
+            self._bytes = 0
+            self.dropped_shutdown += n
+            self.closing = True
+            self._drop_front(n)
+            self._room.notify_all()
+            return n
+
+    def _drop_front(self, n: int) -> None:
+        """Positions dropped from the front are settled at once."""
+        if n:
+            self.removed += n
+            self._cuts.append(Cut(self.removed, 0))
+            self._advance()
+
+    def __len__(self) -> int:
+        return len(self._items)

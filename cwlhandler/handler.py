@@ -1,0 +1,253 @@
+"""``CloudWatchLogsHandler``: thin glue between ``logging`` and the pipeline."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import Any, Dict, Optional
+from urllib.parse import urlparse
+
+import boto3
+
+from .config import Settings
+from .naming import NameTemplate, Router, new_uuid
+from .pipeline import Pipeline
+from .planner import measure
+from .sender import SHIPPING_THREADS, RetryPolicy, make_client
+from .stats import Reporter
+
+DEFAULT_STREAM = "{hostname}/{program}/{pid}"
+
+_HANDLERS: "weakref.WeakSet[CloudWatchLogsHandler]" = weakref.WeakSet()
+
+
+class CloudWatchLogsHandler(logging.Handler):
+    """A logging handler that ships records to CloudWatch Logs in the background.
+
+    ``emit`` formats the record on the caller's thread and appends it to a
+    bounded buffer; a flusher thread plans valid PutLogEvents batches and a
+    pool of workers sends them.  See the README for every setting.
+    """
+
+    def __init__(
+        self,
+        log_group: str,
+        log_stream: str = DEFAULT_STREAM,
+        client: Any = None,
+        boto3_session: Any = None,
+        region_name: Optional[str] = None,
+        endpoint_url: Optional[str] = None,
+        create_log_group: bool = True,
+        create_log_stream: bool = True,
+        retention_days: Optional[int] = None,
+        flush_interval: float = 5.0,
+        max_batch_count: int = 10_000,
+        max_batch_bytes: int = 1_048_576,
+        max_event_bytes: int = 1_048_576,
+        max_concurrency: int = 4,
+        max_buffer_records: int = 100_000,
+        max_buffer_bytes: int = 64 * 2**20,
+        on_full: str = "drop_oldest",
+        oversize: str = "truncate",
+        shutdown_timeout: float = 10.0,
+        level: Any = logging.NOTSET,
+    ) -> None:
+        super().__init__(level)
+        self.settings = Settings(
+            create_log_group=create_log_group,
+            create_log_stream=create_log_stream,
+            retention_days=retention_days,
+            flush_interval=flush_interval,
+            max_batch_count=max_batch_count,
+            max_batch_bytes=max_batch_bytes,
+            max_event_bytes=max_event_bytes,
+            max_concurrency=max_concurrency,
+            max_buffer_records=max_buffer_records,
+            max_buffer_bytes=max_buffer_bytes,
+            on_full=on_full,
+            oversize=oversize,
+            shutdown_timeout=shutdown_timeout,
+        )
+        self._router = Router(
+            NameTemplate("log_group", log_group, "group"),
+            NameTemplate("log_stream", log_stream, "stream"),
+            new_uuid(),
+        )
+        group, stream = self._router.sample()
+        self._router.group.check(group)
+        self._router.stream.check(stream)
+        self.log_group = log_group
+        self.log_stream = log_stream
+        self._client = client
+        self._boto3_session = boto3_session
+        self._region_name = region_name
+        self._endpoint_url = _check_endpoint(endpoint_url)
+        if client is None:
+            session = boto3_session or boto3.session.Session()
+            if not (region_name or session.region_name):
+                raise ValueError(
+                    "region_name: no AWS region given or configured (set region_name, AWS_DEFAULT_REGION "
+                    "or a profile's region)"
+                )
+        self.retry_policy = RetryPolicy()
+        self._reporter = Reporter(log_group)
+        self._pipeline: Optional[Pipeline] = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._late = 0  # records emitted after close
+        self._format_errors = 0
+        _HANDLERS.add(self)
+
+    # -- logging.Handler contract --------------------------------------------------------
+    def handle(self, record: logging.LogRecord) -> Any:
+        """Like ``Handler.handle`` but without the handler lock, which ``emit`` does not need.
+
+        Records logged on the handler's own threads (botocore, urllib3) are
+        refused here, before any lock, so shipping never feeds back into itself
+        and a worker never waits for a lock that ``close()`` holds.
+        """
+        if threading.get_ident() in SHIPPING_THREADS:
+            return False
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):
+            record = rv
+        if rv:
+            self.emit(record)
+        return rv
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format on the caller's thread and buffer; never raises, never does I/O."""
+        try:
+            if self._closed:
+                self._late += 1
+                return
+            pipeline = self._pipeline or self._start()
+            try:
+                message = self.format(record)
+            except Exception as exc:
+                self.handleError(record)
+                self._format_errors += 1
+                message = _unformattable(record, exc)
+            if type(message) is not str:
+                message = str(message)
+            message, nbytes = measure(message)
+            pipeline.append((int(record.created * 1000), message, nbytes, self._router.route(record)))
+        except Exception:
+            self.handleError(record)
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every record emitted before the call is acknowledged or dropped.
+
+        Waits at most ``timeout`` seconds (default ``shutdown_timeout``) and
+        returns False if that was not enough.
+        """
+        pipeline = self._pipeline
+        if pipeline is None:
+            return True
+        if threading.get_ident() in SHIPPING_THREADS:
+            return False
+        wait = self.settings.shutdown_timeout if timeout is None else max(0.0, float(timeout))
+        return pipeline.flush(time.monotonic() + wait)
+
+    def close(self) -> None:
+        """Deliver what can be delivered within ``shutdown_timeout``, then stop. Idempotent."""
+        with self._start_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            pipeline = self._pipeline
+            if pipeline is not None:
+                pipeline.shutdown(time.monotonic() + self.settings.shutdown_timeout)
+        finally:
+            _HANDLERS.discard(self)
+            super().close()
+
+    def stats(self) -> Dict[str, Any]:
+        """Counters: emitted, sent, dropped, dropped_by_reason, api_calls, retries, buffered..."""
+        pipeline = self._pipeline
+        if pipeline is not None:
+            result = pipeline.stats_snapshot()
+        else:
+            result = {"emitted": 0, "sent": 0, "dropped": 0, "dropped_by_reason": {}, "api_calls": 0,
+                      "retries": 0, "buffered": 0}
+        if self._late:
+            result["emitted"] += self._late
+            result["dropped"] += self._late
+            result["dropped_by_reason"]["closed"] = self._late
+        result["format_errors"] = self._format_errors
+        return result
+
+    # -- internals -----------------------------------------------------------------------
+    def _start(self) -> Pipeline:
+        with self._start_lock:
+            if self._pipeline is None:
+                pipeline = Pipeline(self.settings, self._make_client, self._reporter, self.retry_policy)
+                pipeline.start()
+                self._pipeline = pipeline
+            return self._pipeline
+
+    def _make_client(self) -> Any:
+        if self._client is not None:
+            return self._client
+        return make_client(self._boto3_session, self._region_name, self._endpoint_url, self.settings.max_concurrency)
+
+    def _after_fork_in_child(self) -> None:
+        """Forget the parent's pipeline; the child's first record starts its own."""
+        self._pipeline = None
+        self._start_lock = threading.Lock()
+        self._format_errors = self._late = 0
+        self._router.reset()
+        if self._client is not None:
+            # The parent's pooled sockets must not be shared; closing the child's copies is harmless.
+            http_session = getattr(getattr(self._client, "_endpoint", None), "http_session", None)
+            if http_session is not None:
+                try:
+                    http_session.close()
+                except Exception:
+                    pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.log_group!r} {self.log_stream!r} ({logging.getLevelName(self.level)})>"
+
+
+def _check_endpoint(endpoint_url: Optional[str]) -> Optional[str]:
+    """An explicit endpoint may be http (an emulator, a VPC proxy); it must be a URL."""
+    if endpoint_url in (None, ""):
+        return None
+    parsed = urlparse(str(endpoint_url))
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"endpoint_url: expected an http:// or https:// URL, got {endpoint_url!r}")
+    return str(endpoint_url)
+
+
+def _unformattable(record: logging.LogRecord, exc: Exception) -> str:
+    """What to ship when a record cannot be formatted: enough to find the call site."""
+    where = f"{record.name} {record.pathname}:{record.lineno}"
+    try:
+        return f"[unformattable log record] {where} msg={record.msg!r} args={record.args!r}: {type(exc).__name__}: {exc}"
+    except Exception:
+        return f"[unformattable log record] {where}: {type(exc).__name__}"
+
+
+def _after_fork_in_child() -> None:
+    SHIPPING_THREADS.clear()
+    for handler in list(_HANDLERS):
+        handler._after_fork_in_child()
+
+
+def _flush_all_before_exit() -> None:
+    """Runs when the main thread finishes, while threads still run (and in multiprocessing children)."""
+    for handler in list(_HANDLERS):
+        if handler._pipeline is not None:
+            handler.flush()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+try:  # not public, but the hook concurrent.futures uses; logging.shutdown still covers its absence
+    threading._register_atexit(_flush_all_before_exit)  # type: ignore[attr-defined]
+except (AttributeError, RuntimeError):
+    pass

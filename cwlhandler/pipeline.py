@@ -1,0 +1,147 @@
+"""The per-process pipeline: buffer -> flusher thread -> planner -> sender workers.
+
+A handler makes one pipeline on its first record and a new one in a forked
+child, so a child never shares threads, sockets or buffered records with its
+parent.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Dict, List, Tuple
+
+from .buffer import Buffer, Cut, Item
+from .config import Settings
+from .planner import EVENT_OVERHEAD, Event, add_counts, fit_event, plan_batches
+from .sender import SHIPPING_THREADS, Batch, RetryPolicy, Sender
+from .stats import Reporter, Stats
+
+
+# How often an idle flusher wakes to report drops that happened meanwhile.
+REPORT_TICK = 5.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        client_factory: Callable[[], Any],
+        reporter: Reporter,
+        retry: RetryPolicy,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        self.settings = settings
+        self.reporter = reporter
+        self.stats = Stats()
+        self._clock_ms = clock_ms
+        self.buffer = Buffer(
+            max_records=settings.max_buffer_records,
+            max_bytes=settings.max_buffer_bytes,
+            on_full=settings.on_full,
+            batch_count=settings.max_batch_count,
+            batch_bytes=settings.max_batch_bytes,
+            flush_interval=settings.flush_interval,
+        )
+        self.sender = Sender(
+            client_factory,
+            concurrency=settings.max_concurrency,
+            create_group=settings.create_log_group,
+            create_stream=settings.create_log_stream,
+            retention_days=settings.retention_days,
+            retry=retry,
+            stats=self.stats,
+            reporter=reporter,
+            on_settled=lambda batch: self.buffer.settle(batch.cut),
+        )
+        self._flusher = threading.Thread(target=self._run, name="cwlhandler-flusher", daemon=True)
+
+    def start(self) -> None:
+        self.sender.start()
+        self._flusher.start()
+
+    def append(self, item: Item) -> None:
+        self.buffer.append(item)
+
+    # -- the flusher thread ------------------------------------------------------------
+    def _run(self) -> None:
+        SHIPPING_THREADS.add(threading.get_ident())
+        try:
+            self.sender.client()  # make the client now, long before interpreter exit
+        except Exception:
+            pass  # reported, and retried, by the first send
+        while True:
+            taken = self.buffer.take(self.sender.free_slots, idle=REPORT_TICK)
+            if taken is None:
+                return
+            if taken:
+                self._submit(*taken)
+            self.reporter.drops(self.stats_snapshot()["dropped_by_reason"])  # type: ignore[arg-type]
+
+    def _submit(self, cut: Cut, items: List[Item]) -> None:
+        """Apply the oversize policy, group by stream, plan and hand the batches over."""
+        settings = self.settings
+        limit = settings.max_event_bytes - EVENT_OVERHEAD
+        streams: Dict[Tuple[str, str], List[Event]] = {}
+        oversize = 0
+        for item in items:
+            events = streams.get(item[3])
+            if events is None:
+                events = streams[item[3]] = []
+            if item[2] <= limit:
+                events.append(item)  # the planner reads only the first three fields
+            else:
+                fitted = fit_event(item[:3], settings.oversize, settings.max_event_bytes)  # type: ignore[arg-type]
+                oversize += not fitted
+                events.extend(fitted)
+        drops: Dict[str, int] = {"oversize": oversize} if oversize else {}
+        now = self._clock_ms()
+        batches = []
+        for key, events in streams.items():
+            planned, dropped = plan_batches(
+                events,
+                now,
+                max_count=settings.max_batch_count,
+                max_bytes=settings.max_batch_bytes,
+                max_age_ms=settings.max_age_ms,
+            )
+            add_counts(drops, dropped)
+            batches += [Batch(key, batch, cut) for batch in planned]
+        self.stats.drop(drops)
+        self.buffer.open_batches(cut, len(batches))
+        for batch in batches:
+            self.sender.submit(batch)
+        self.buffer.settle(cut)  # release the flusher's hold on the cut
+
+    # -- flush, shutdown, stats ----------------------------------------------------------
+    def flush(self, deadline: float) -> bool:
+        return self.buffer.wait_settled(deadline)
+
+    def shutdown(self, deadline: float) -> bool:
+        """Deliver what can be delivered by ``deadline``; count the rest as ``shutdown`` drops."""
+        target = self.buffer.appended
+        self.buffer.close()
+        delivered = self.buffer.wait_settled(deadline, target)
+        if not delivered:
+            self.buffer.abandon()
+            self.sender.abort()
+        self.sender.stop()
+        for thread in [self._flusher] + self.sender.threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()) if delivered else 0.05)
+        self.reporter.drops(self.stats_snapshot()["dropped_by_reason"], force=True)  # type: ignore[arg-type]
+        return delivered
+
+    def stats_snapshot(self) -> Dict[str, object]:
+        result = self.stats.snapshot()
+        drops: Dict[str, int] = result["dropped_by_reason"]  # type: ignore[assignment]
+        buffer = self.buffer
+        add_counts(drops, {"buffer_full": buffer.dropped_full, "shutdown": buffer.dropped_shutdown})
+        result["dropped_by_reason"] = {k: v for k, v in drops.items() if v}
+        result["emitted"] = buffer.emitted
+        result["dropped"] = sum(drops.values())
+        result["buffered"] = len(buffer)
+        return result

@@ -1,0 +1,174 @@
+"""Batch planning: pure functions over plain data, no threads and no I/O.
+
+An event is a tuple ``(timestamp_ms, message, nbytes)`` where ``nbytes`` is the
+UTF-8 length of ``message``.  Everything here can be tested exhaustively because
+it only turns lists of such tuples into other lists and counts.
+"""
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, bisect_right
+from operator import itemgetter
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+Event = Tuple[int, str, int]
+
+# PutLogEvents rules, see shared/reference/cloudwatch-facts.md.
+EVENT_OVERHEAD = 26
+API_MAX_BATCH_COUNT = 10_000
+API_MAX_BATCH_BYTES = 1_048_576
+API_MAX_EVENT_BYTES = 1_048_576
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+MAX_FUTURE_MS = 2 * HOUR_MS
+MAX_AGE_MS = 14 * DAY_MS
+# "cannot span more than 24 hours": stay strictly inside it.
+MAX_SPAN_MS = DAY_MS - 1
+
+# The service refuses an empty message; a record is still worth shipping.
+EMPTY_MESSAGE = "(empty message)"
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_by_timestamp = itemgetter(0)
+
+
+def measure(message: str) -> Tuple[str, int]:
+    """Return ``(message, utf8_bytes)`` with the message made shippable.
+
+    Empty text would fail the whole request and lone surrogates are not valid
+    UTF-8, so they become a placeholder and U+FFFD respectively.  ASCII text,
+    the common case, costs two O(1) checks.
+    """
+    if message.isascii():
+        if message:
+            return message, len(message)
+        return EMPTY_MESSAGE, len(EMPTY_MESSAGE)
+    try:
+        return message, len(message.encode("utf-8"))
+    except UnicodeEncodeError:
+        clean = _SURROGATES.sub("\ufffd", message)
+        return clean, len(clean.encode("utf-8"))
+
+
+def _char_boundary(data: bytes, end: int) -> int:
+    """Largest index <= end that does not cut a UTF-8 character in two."""
+    while 0 < end < len(data) and (data[end] & 0xC0) == 0x80:
+        end -= 1
+    return end
+
+
+def truncation_marker(cut_bytes: int) -> str:
+    return f" [... truncated {cut_bytes} bytes]"
+
+
+def fit_event(event: Event, policy: str, max_event_bytes: int) -> List[Event]:
+    """Apply the oversize policy: the events that stand for ``event``.
+
+    ``truncate`` keeps the head and appends a marker naming how many bytes were
+    cut; ``split`` returns consecutive same-timestamp pieces that join back to
+    the original; ``drop`` returns nothing.
+    """
+    timestamp, message, nbytes = event
+    limit = max_event_bytes - EVENT_OVERHEAD
+    if nbytes <= limit:
+        return [event]
+    if policy == "drop":
+        return []
+    data = message.encode("utf-8")
+    if policy == "truncate":
+        room = limit - len(truncation_marker(nbytes))
+        keep = _char_boundary(data, room)
+        text = data[:keep].decode("utf-8") + truncation_marker(nbytes - keep)
+        return [(timestamp, text, len(text.encode("utf-8")))]
+    pieces: List[Event] = []
+    start = 0
+    while start < nbytes:
+        end = _char_boundary(data, min(start + limit, nbytes))
+        pieces.append((timestamp, data[start:end].decode("utf-8"), end - start))
+        start = end
+    return pieces
+
+
+def plan_batches(
+    events: List[Event],
+    now_ms: int,
+    *,
+    max_count: int = API_MAX_BATCH_COUNT,
+    max_bytes: int = API_MAX_BATCH_BYTES,
+    max_age_ms: int = MAX_AGE_MS,
+) -> Tuple[List[List[Event]], Dict[str, int]]:
+    """Sort ``events`` (stable) and cut them into requests that obey every rule.
+
+    Events the service would reject for their timestamp are removed and
+    counted by reason (``too_old``, ``expired`` past ``max_age_ms`` when it is
+    shorter than 14 days, ``too_new``) so that no request fails as a whole.
+    Every event must already fit (see :func:`fit_event`).  Sorts ``events`` in
+    place and returns ``(batches, dropped_by_reason)``.
+    """
+    events.sort(key=_by_timestamp)
+    stamps = [e[0] for e in events]
+    drops: Dict[str, int] = {}
+    too_old_end = bisect_left(stamps, now_ms - MAX_AGE_MS)
+    expired_end = max(too_old_end, bisect_left(stamps, now_ms - max_age_ms))
+    too_new_start = max(expired_end, bisect_right(stamps, now_ms + MAX_FUTURE_MS))
+    for reason, count in (
+        ("too_old", too_old_end),
+        ("expired", expired_end - too_old_end),
+        ("too_new", len(events) - too_new_start),
+    ):
+        if count:
+            drops[reason] = count
+
+    batches: List[List[Event]] = []
+    batch: List[Event] = []
+    size = 0
+    first = 0
+    for i in range(expired_end, too_new_start):
+        event = events[i]
+        cost = event[2] + EVENT_OVERHEAD
+        if batch and (
+            len(batch) >= max_count or size + cost > max_bytes or event[0] - first > MAX_SPAN_MS
+        ):
+            batches.append(batch)
+            batch = []
+        if not batch:
+            size = 0
+            first = event[0]
+        batch.append(event)
+        size += cost
+    if batch:
+        batches.append(batch)
+    return batches, drops
+
+
+def rejected_by_reason(info: Mapping[str, int], count: int) -> Dict[str, int]:
+    """Count the events of a ``count``-event request that ``rejectedLogEventsInfo`` names.
+
+    ``tooOldLogEventEndIndex`` and ``expiredLogEventEndIndex`` are exclusive
+    ends of a prefix; ``tooNewLogEventStartIndex`` is the inclusive start of a
+    suffix.  Overlaps are counted once, the older reason first.
+    """
+    too_old = min(max(int(info.get("tooOldLogEventEndIndex", 0)), 0), count)
+    expired = min(max(int(info.get("expiredLogEventEndIndex", 0)), too_old), count)
+    too_new = min(max(int(info.get("tooNewLogEventStartIndex", count)), expired), count)
+    counts = {"too_old": too_old, "expired": expired - too_old, "too_new": count - too_new}
+    return {reason: n for reason, n in counts.items() if n}
+
+
+def add_counts(total: Dict[str, int], more: Mapping[str, int]) -> None:
+    for key, value in more.items():
+        total[key] = total.get(key, 0) + value
+
+
+def request_events(batch: Sequence[Event]) -> List[dict]:
+    """The ``logEvents`` parameter of PutLogEvents for a planned batch."""
+    return [{"timestamp": e[0], "message": e[1]} for e in batch]
+
+
+__all__ = [
+    "Event",
+    "measure",
+    "fit_event",
+    "plan_batches",
+    "rejected_by_reason",
+    "request_events",
+]

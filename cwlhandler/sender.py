@@ -1,0 +1,338 @@
+"""The sender: the boto3 client, worker threads, retries and error handling.
+
+Workers take planned batches from a queue and send each with PutLogEvents
+(no sequence tokens, so batches of one stream may be in flight together).
+Every batch is settled exactly once: acknowledged, or dropped with a reason.
+"""
+from __future__ import annotations
+
+import random
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
+
+import boto3
+import botocore.config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ParamValidationError,
+)
+
+from .planner import Event, add_counts, rejected_by_reason, request_events
+from .stats import Reporter, Stats
+
+# Threads that ship records; records logged on them (botocore, urllib3) are never
+# fed back into any cwlhandler handler.
+SHIPPING_THREADS: Set[int] = set()
+
+OK, RETRY, OPERATOR, MISSING, INVALID, ERROR = "ok", "retry", "operator", "missing", "invalid", "error"
+_OPERATOR_CODES = {
+    "UnrecognizedClientException", "AccessDeniedException", "AccessDenied", "ExpiredTokenException",
+    "ExpiredToken", "InvalidClientTokenId", "InvalidSignatureException", "SignatureDoesNotMatch",
+    "IncompleteSignature", "MissingAuthenticationTokenException", "MissingAuthenticationToken",
+    "RequestExpired", "UnauthorizedOperation", "KMSInvalidStateException", "LimitExceededException",
+}
+_DELIVERED_CODES = {"DataAlreadyAcceptedException", "InvalidSequenceTokenException"}
+_INVALID_CODES = {"InvalidParameterException", "ValidationException", "SerializationException"}
+# How many extra calls one refused batch may cost to find the offending events.
+MAX_ISOLATION_CALLS = 64
+
+
+@dataclass
+class RetryPolicy:
+    """Backoff in seconds: ``base * 2**attempt`` capped at ``cap``, with jitter;
+    ``slow`` between attempts when a person must act (credentials, permissions)."""
+
+    base: float = 0.2
+    cap: float = 20.0
+    slow: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.cap, self.base * 2 ** min(attempt, 30)) * random.uniform(0.5, 1.0)
+
+
+class Batch:
+    __slots__ = ("group", "stream", "events", "cut", "settled")
+
+    def __init__(self, key: Tuple[str, str], events: List[Event], cut: Any) -> None:
+        self.group, self.stream = key
+        self.events = events
+        self.cut = cut
+        self.settled = False
+
+
+def classify(error: BaseException) -> str:
+    """Map an exception from a CloudWatch Logs call to what to do about it."""
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0
+        if code == "ResourceNotFoundException":
+            return MISSING
+        if code in _DELIVERED_CODES:
+            return OK
+        if code in _OPERATOR_CODES or status in (401, 403):
+            return OPERATOR
+        if code in _INVALID_CODES:
+            return INVALID
+        return RETRY  # throttling, 5xx, unknown transient codes
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError, NoRegionError)):
+        return OPERATOR
+    if isinstance(error, ParamValidationError):
+        return INVALID
+    if isinstance(error, BotoCoreError):
+        return RETRY  # connection errors, timeouts, truncated responses
+    return ERROR
+
+
+def describe(error: BaseException) -> str:
+    """A one-line cause that names the error, never credentials."""
+    if isinstance(error, ClientError):
+        err = error.response.get("Error", {})
+        return f"{err.get('Code', 'error')}: {err.get('Message', '')}".rstrip(": ")
+    return f"{type(error).__name__}: {error}"
+
+
+def make_client(session: Any, region_name: Optional[str], endpoint_url: Optional[str], concurrency: int) -> Any:
+    """A logs client whose pool fits the workers and which leaves retries to us.
+
+    Parameter validation is off because the planner guarantees valid requests
+    and validation costs several microseconds per event.
+    """
+    config = botocore.config.Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=concurrency,
+        connect_timeout=5,
+        read_timeout=20,
+        parameter_validation=False,
+        user_agent_extra="cwlhandler",
+    )
+    session = session or boto3.session.Session()
+    return session.client("logs", region_name=region_name, endpoint_url=endpoint_url, config=config)
+
+
+class Sender:
+    def __init__(
+        self,
+        client_factory: Callable[[], Any],
+        *,
+        concurrency: int,
+        create_group: bool,
+        create_stream: bool,
+        retention_days: Optional[int],
+        retry: RetryPolicy,
+        stats: Stats,
+        reporter: Reporter,
+        on_settled: Callable[[Batch], None],
+    ) -> None:
+        self._client_factory = client_factory
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self.concurrency = concurrency
+        self._create_group = create_group
+        self._create_stream = create_stream
+        self._retention_days = retention_days
+        self.retry = retry
+        self._stats = stats
+        self._reporter = reporter
+        self._on_settled = on_settled
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._queue: Deque[Batch] = deque()
+        self._in_flight: Set[Batch] = set()
+        self._create_locks = [threading.Lock() for _ in range(16)]
+        self._abort = threading.Event()
+        self._stopping = False
+        self.threads: List[threading.Thread] = []
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        for i in range(self.concurrency):
+            thread = threading.Thread(target=self._work_loop, name=f"cwlhandler-sender-{i}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def free_slots(self) -> int:
+        """Batches the flusher may still hand over: a queue as deep as the pool."""
+        return 2 * self.concurrency - len(self._queue) - len(self._in_flight)
+
+    def submit(self, batch: Batch) -> None:
+        with self._lock:
+            if not self._abort.is_set():
+                self._queue.append(batch)
+                self._work.notify()
+                return
+        self._settle(batch, 0, {"shutdown": len(batch.events)})
+
+    def stop(self) -> None:
+        """Let workers exit once the queue is empty."""
+        with self._lock:
+            self._stopping = True
+            self._work.notify_all()
+
+    def abort(self) -> None:
+        """At the shutdown deadline: settle every batch not yet delivered as dropped."""
+        self._abort.set()
+        with self._lock:
+            pending = list(self._queue) + list(self._in_flight)
+            self._queue.clear()
+        for batch in pending:
+            self._settle(batch, 0, {"shutdown": len(batch.events)})
+        self.stop()
+
+    def client(self) -> Any:
+        """The shared client, made on first use (the flusher makes it early)."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._client_factory()
+            return self._client
+
+    # -- workers -------------------------------------------------------------------------
+    def _work_loop(self) -> None:
+        SHIPPING_THREADS.add(threading.get_ident())
+        while True:
+            with self._lock:
+                while not self._queue and not self._stopping:
+                    self._work.wait()
+                if not self._queue:
+                    return
+                batch = self._queue.popleft()
+                self._in_flight.add(batch)
+            try:
+                sent, drops = self._deliver(batch)
+            except Exception as exc:  # a bug must not kill the worker or lose the count
+                self._reporter.problem("bug", f"unexpected error while sending, batch dropped: {describe(exc)}")
+                sent, drops = 0, {"error": len(batch.events)}
+            self._settle(batch, sent, drops)
+
+    def _settle(self, batch: Batch, sent: int, drops: Dict[str, int]) -> None:
+        with self._lock:
+            if batch.settled:
+                return
+            batch.settled = True
+            self._in_flight.discard(batch)
+        self._stats.add("sent", sent)
+        self._stats.drop(drops)
+        self._on_settled(batch)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait between attempts; False when the shutdown deadline cut the wait short."""
+        return not self._abort.wait(seconds)
+
+    # -- one batch -----------------------------------------------------------------------
+    def _deliver(self, batch: Batch) -> Tuple[int, Dict[str, int]]:
+        """Send ``batch`` until acknowledged; returns (events accepted, drops by reason).
+
+        A batch the service refuses as invalid is halved until the offending
+        events are alone, so only they are dropped.
+        """
+        sent = 0
+        drops: Dict[str, int] = {}
+        parts = [batch.events]
+        attempt = 0
+        isolation_calls = 0
+        created = False
+        while parts:
+            events = parts[-1]
+            if self._abort.is_set():
+                add_counts(drops, {"shutdown": sum(len(p) for p in parts)})
+                return sent, drops
+            if attempt:
+                self._stats.add("retries")
+            kind, result = self._put(batch, events)
+            if kind == MISSING and not created:
+                kind, result = self._create(batch, result)
+                created = kind == OK
+                if created:
+                    continue
+            if kind == OK:
+                rejected = rejected_by_reason(result.get("rejectedLogEventsInfo") or {}, len(events))
+                sent += len(events) - sum(rejected.values())
+                add_counts(drops, rejected)
+                parts.pop()
+                attempt = 0
+            elif kind == INVALID:
+                parts.pop()
+                if len(events) == 1 or isolation_calls >= MAX_ISOLATION_CALLS:
+                    add_counts(drops, {"rejected": len(events)})
+                    self._reporter.problem(
+                        "rejected", f"the service refused {len(events)} event(s) for {batch.group}/{batch.stream}: "
+                        f"{describe(result)}; they were dropped and counted as 'rejected'",
+                    )
+                else:
+                    isolation_calls += 2
+                    half = len(events) // 2
+                    parts += [events[half:], events[:half]]
+                attempt = 0
+            elif kind == ERROR:
+                parts.pop()
+                add_counts(drops, {"error": len(events)})
+                self._reporter.problem("error", f"unexpected error while sending, events dropped: {describe(result)}")
+            elif kind in (OPERATOR, MISSING):
+                self._reporter.problem(
+                    "operator:" + describe(result)[:40],
+                    f"cannot ship to log group {batch.group!r}, stream {batch.stream!r}: {describe(result)}. "
+                    "Check the credentials, region and IAM permissions (logs:PutLogEvents, logs:CreateLogGroup, "
+                    f"logs:CreateLogStream); records stay buffered within bounds and are retried every "
+                    f"{self.retry.slow:g} s",
+                )
+                attempt += 1
+                created = False
+                self._sleep(self.retry.slow)
+            else:
+                self._sleep(self.retry.delay(attempt))
+                attempt += 1
+        return sent, drops
+
+    def _call(self, operation: str, **params: Any) -> Tuple[str, Any]:
+        """One API call: (OK, response) or (kind, exception)."""
+        try:
+            client = self.client()
+        except Exception as exc:
+            return (classify(exc) if classify(exc) != ERROR else OPERATOR), exc
+        self._stats.add("api_calls")
+        try:
+            return OK, getattr(client, operation)(**params)
+        except Exception as exc:
+            return classify(exc), exc
+
+    def _put(self, batch: Batch, events: List[Event]) -> Tuple[str, Any]:
+        return self._call(
+            "put_log_events",
+            logGroupName=batch.group,
+            logStreamName=batch.stream,
+            logEvents=request_events(events),
+        )
+
+    def _create(self, batch: Batch, missing: BaseException) -> Tuple[str, Any]:
+        """Create the stream (and the group when it is missing too), then report OK to resend.
+
+        A racing process may create either first; ResourceAlreadyExists counts as success.
+        """
+        key = (batch.group, batch.stream)
+        with self._create_locks[hash(key) % len(self._create_locks)]:
+            if not self._create_stream:
+                return MISSING, missing
+            kind, result = self._create_one("create_log_stream", logGroupName=batch.group, logStreamName=batch.stream)
+            if kind != MISSING:
+                return kind, result
+            if not self._create_group:
+                return MISSING, result
+            kind, result = self._create_one("create_log_group", logGroupName=batch.group)
+            if kind == OK and self._retention_days:
+                kind, result = self._call(
+                    "put_retention_policy", logGroupName=batch.group, retentionInDays=self._retention_days
+                )
+            if kind != OK:
+                return kind, result
+            return self._create_one("create_log_stream", logGroupName=batch.group, logStreamName=batch.stream)
+
+    def _create_one(self, operation: str, **params: Any) -> Tuple[str, Any]:
+        kind, result = self._call(operation, **params)
+        if isinstance(result, ClientError) and result.response.get("Error", {}).get("Code") == "ResourceAlreadyExistsException":
+            return OK, {}
+        return kind, result

@@ -1,0 +1,86 @@
+"""Counters and the stderr reporter.
+
+Problems are written straight to ``sys.stderr``, never through ``logging``:
+the handler must not feed its own troubles back into itself.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Callable, Dict, Mapping
+
+REPORT_INTERVAL = 60.0
+
+
+class Stats:
+    """Thread-safe counters: ``sent``, ``api_calls``, ``retries`` and drops by reason."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: Dict[str, int] = {"sent": 0, "api_calls": 0, "retries": 0}
+        self.dropped_by_reason: Dict[str, int] = {}
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[name] = self.counts.get(name, 0) + n
+
+    def drop(self, drops: Mapping[str, int]) -> None:
+        with self._lock:
+            for reason, n in drops.items():
+                if n:
+                    self.dropped_by_reason[reason] = self.dropped_by_reason.get(reason, 0) + n
+
+    def snapshot(self) -> Dict[str, object]:
+        with self._lock:
+            result: Dict[str, object] = dict(self.counts)
+            result["dropped_by_reason"] = dict(self.dropped_by_reason)
+        return result
+
+
+class Reporter:
+    """Writes problems and drop summaries to stderr, each kind at most once a minute."""
+
+    def __init__(self, name: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: Dict[str, float] = {}
+        self._reported_drops: Dict[str, int] = {}
+
+    def _due(self, key: str, force: bool) -> bool:
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            if not force and last is not None and now - last < REPORT_INTERVAL:
+                return False
+            self._last[key] = now
+            return True
+
+    def problem(self, key: str, text: str) -> None:
+        """Report a condition a person must act on (bad credentials, missing group...)."""
+        if self._due("problem:" + key, False):
+            write(f"cwlhandler ({self.name}): {text}")
+
+    def drops(self, dropped_by_reason: Mapping[str, int], force: bool = False) -> None:
+        """Report drops not yet reported; ``force`` ignores the once-a-minute limit (at close)."""
+        with self._lock:
+            new = {r: n - self._reported_drops.get(r, 0) for r, n in dropped_by_reason.items()}
+            new = {r: n for r, n in new.items() if n > 0}
+        if not new or not self._due("drops", force):
+            return
+        with self._lock:
+            self._reported_drops.update(dropped_by_reason)
+        detail = ", ".join(f"{r}: {n}" for r, n in sorted(new.items()))
+        write(f"cwlhandler ({self.name}): dropped {sum(new.values())} log events ({detail}); see stats()")
+
+
+def write(line: str) -> None:
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        stream.write(line + "\n")
+        stream.flush()
+    except Exception:
+        pass
