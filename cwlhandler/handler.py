@@ -15,7 +15,7 @@ from .config import Settings
 from .naming import NameTemplate, Router, new_uuid
 from .pipeline import Pipeline
 from .planner import measure
-from .sender import SHIPPING_THREADS, RetryPolicy, make_client
+from .sender import RetryPolicy, make_client, on_shipping_thread
 from .stats import Reporter
 
 DEFAULT_STREAM = "{hostname}/{program}/{pid}"
@@ -75,9 +75,6 @@ class CloudWatchLogsHandler(logging.Handler):
             NameTemplate("log_stream", log_stream, "stream"),
             new_uuid(),
         )
-        group, stream = self._router.sample()
-        self._router.group.check(group)
-        self._router.stream.check(stream)
         self.log_group = log_group
         self.log_stream = log_stream
         self._client = client
@@ -108,7 +105,7 @@ class CloudWatchLogsHandler(logging.Handler):
         refused here, before any lock, so shipping never feeds back into itself
         and a worker never waits for a lock that ``close()`` holds.
         """
-        if threading.get_ident() in SHIPPING_THREADS:
+        if on_shipping_thread():
             return False
         rv = self.filter(record)
         if isinstance(rv, logging.LogRecord):
@@ -146,7 +143,7 @@ class CloudWatchLogsHandler(logging.Handler):
         pipeline = self._pipeline
         if pipeline is None:
             return True
-        if threading.get_ident() in SHIPPING_THREADS:
+        if on_shipping_thread():
             return False
         wait = self.settings.shutdown_timeout if timeout is None else max(0.0, float(timeout))
         return pipeline.flush(time.monotonic() + wait)
@@ -233,7 +230,6 @@ def _unformattable(record: logging.LogRecord, exc: Exception) -> str:
 
 
 def _after_fork_in_child() -> None:
-    SHIPPING_THREADS.clear()
     for handler in list(_HANDLERS):
         handler._after_fork_in_child()
 

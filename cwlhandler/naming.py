@@ -76,11 +76,11 @@ class NameTemplate:
                 raise ValueError(f"{setting}: placeholders take no format spec or conversion: {template!r}")
             fields.append(field)
         self.record_fields = tuple(f for f in RECORD_FIELDS if f in fields)
-        self.check(literal, literal_only=True)
+        self.check(literal)
         if kind == "group" and template.startswith("aws/"):
             raise ValueError(f"{setting}: log group names must not start with 'aws/': {template!r}")
 
-    def check(self, name: str, literal_only: bool = False) -> None:
+    def check(self, name: str) -> None:
         bad = (_GROUP_BAD if self.kind == "group" else _STREAM_BAD).findall(name)
         if bad:
             allowed = "A-Z a-z 0-9 _ - / . #" if self.kind == "group" else "anything but ':' and '*'"
@@ -88,7 +88,7 @@ class NameTemplate:
                 f"{self.setting}: {name!r} has characters the service refuses: {''.join(sorted(set(bad)))!r} "
                 f"(allowed: {allowed})"
             )
-        if len(name) > MAX_NAME and not literal_only:
+        if len(name) > MAX_NAME:
             raise ValueError(f"{self.setting}: {name!r} is longer than {MAX_NAME} characters")
 
     def render(self, values: Dict[str, object]) -> str:
@@ -139,8 +139,3 @@ class Router:
                 self._cache = {}
             key = self._cache[values] = self._render(values)
         return key
-
-    def sample(self) -> Tuple[str, str]:
-        """Render with placeholder values of the current process (for validation)."""
-        record = logging.LogRecord("app.module", logging.INFO, __file__, 1, "", None, None)
-        return self._render(tuple(_RECORD_VALUE[f](record) for f in self.fields))

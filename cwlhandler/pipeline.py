@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Tuple
 from .buffer import Buffer, Cut, Item
 from .config import Settings
 from .planner import EVENT_OVERHEAD, Event, add_counts, fit_event, plan_batches
-from .sender import SHIPPING_THREADS, Batch, RetryPolicy, Sender
+from .sender import Batch, RetryPolicy, Sender, mark_shipping_thread
 from .stats import Reporter, Stats
 
 
@@ -68,7 +68,7 @@ class Pipeline:
 
     # -- the flusher thread ------------------------------------------------------------
     def _run(self) -> None:
-        SHIPPING_THREADS.add(threading.get_ident())
+        mark_shipping_thread()
         try:
             self.sender.client()  # make the client now, long before interpreter exit
         except Exception:

@@ -26,9 +26,18 @@ from botocore.exceptions import (
 from .planner import Event, add_counts, rejected_by_reason, request_events
 from .stats import Reporter, Stats
 
-# Threads that ship records; records logged on them (botocore, urllib3) are never
-# fed back into any cwlhandler handler.
-SHIPPING_THREADS: Set[int] = set()
+# Marks the threads that ship records: records logged on them (botocore, urllib3)
+# are never fed back into any cwlhandler handler.  Thread-local, so the mark dies
+# with the thread (thread ids are reused).
+_thread_state = threading.local()
+
+
+def mark_shipping_thread() -> None:
+    _thread_state.shipping = True
+
+
+def on_shipping_thread() -> bool:
+    return getattr(_thread_state, "shipping", False)
 
 OK, RETRY, OPERATOR, MISSING, INVALID, ERROR = "ok", "retry", "operator", "missing", "invalid", "error"
 _OPERATOR_CODES = {
@@ -193,7 +202,7 @@ class Sender:
 
     # -- workers -------------------------------------------------------------------------
     def _work_loop(self) -> None:
-        SHIPPING_THREADS.add(threading.get_ident())
+        mark_shipping_thread()
         while True:
             with self._lock:
                 while not self._queue and not self._stopping:

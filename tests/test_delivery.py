@@ -1,0 +1,330 @@
+"""Delivery over real HTTP: moto's server and the strict fake, read back and compared exactly."""
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+from conftest import logs_client, read_events
+from strict_fake import Fault, StrictFake
+
+from cwlhandler.planner import DAY_MS, HOUR_MS, truncation_marker
+
+
+def log_at(logger: logging.Logger, ts_ms: int, msg: str, *args) -> None:
+    """Log a record whose timestamp is ``ts_ms`` (the record is otherwise ordinary)."""
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, msg, args, None)
+    record.created = ts_ms / 1000
+    logger.handle(record)
+
+
+def wait_until(predicate, timeout: float = 10.0, state=lambda: None) -> None:
+    """Poll a condition (synchronisation on state, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached in time; state: {state()}")
+        time.sleep(0.002)
+
+
+def test_moto_round_trip_creates_group_and_stream(moto_url, make_handler, logger):
+    handler = make_handler(moto_url, log_group="moto-group", log_stream="moto-stream")
+    logger.addHandler(handler)
+    sent = [f"record {i} ✓ ünïcode" for i in range(3000)]
+    for text in sent:
+        logger.info(text)
+    assert handler.flush(20)
+    assert [m for _, m in read_events(moto_url, "moto-group", "moto-stream")] == sent
+    stats = handler.stats()
+    assert (stats["emitted"], stats["sent"], stats["dropped"]) == (3000, 3000, 0)
+
+
+def test_format_happens_on_the_callers_thread(fake, make_handler, logger):
+    handler = make_handler(fake.endpoint_url, flush_interval=3600)
+    logger.addHandler(handler)
+    args = {"n": 1}
+    logger.info("value %s", args)
+    args["n"] = 2  # mutated after the call: must not change what is shipped
+    assert handler.flush(10)
+    assert [m for _, m in fake.events("test-group", "test-stream")] == ["value {'n': 1}"]
+
+
+def test_sorting_time_rules_and_sizes_obey_every_rule(make_handler, logger):
+    now = int(time.time() * 1000)
+    fake = StrictFake().start()
+    try:
+        handler = make_handler(fake.endpoint_url, flush_interval=3600, max_event_bytes=4096)
+        logger.addHandler(handler)
+        expected = []
+        drops = {"too_old": 0, "too_new": 0}
+        # Out of order, spanning 30 hours, multibyte, near the event limit.
+        for i in range(600):
+            ts = now - (i * 7919 % 600) * 3 * 60_000  # 0..30 h ago, scrambled
+            msg = f"{i} " + ("é" * ((i * 37) % 2030))
+            log_at(logger, ts, msg)
+            expected.append((ts, msg))
+        for i in range(5):
+            log_at(logger, now - 15 * DAY_MS - i, "too old")
+            log_at(logger, now + 3 * HOUR_MS + i, "too new")
+            drops["too_old"] += 1
+            drops["too_new"] += 1
+        assert handler.flush(20)
+        stored = fake.events("test-group", "test-stream")
+        assert fake.refusals == []
+        assert sorted(stored, key=lambda e: e[0]) == sorted(expected, key=lambda e: e[0])
+        assert all(r["last_ts"] - r["first_ts"] <= DAY_MS for r in fake.put_requests)
+        assert handler.stats()["dropped_by_reason"] == drops
+        assert handler.stats()["sent"] == 600
+    finally:
+        fake.stop()
+
+
+def test_equal_timestamps_keep_emission_order(fake, make_handler, logger):
+    handler = make_handler(fake.endpoint_url, flush_interval=3600)
+    logger.addHandler(handler)
+    ts = int(time.time() * 1000)
+    for i in range(100):
+        log_at(logger, ts - (i % 2), f"m{i}")  # two timestamps, interleaved
+    assert handler.flush(10)
+    stored = [m for _, m in fake.events("test-group", "test-stream")]
+    assert stored == [f"m{i}" for i in range(1, 100, 2)] + [f"m{i}" for i in range(0, 100, 2)]
+
+
+@pytest.mark.parametrize("policy", ["truncate", "split", "drop"])
+def test_oversize_policies(fake, make_handler, logger, policy):
+    handler = make_handler(fake.endpoint_url, oversize=policy, max_event_bytes=1000, flush_interval=3600)
+    logger.addHandler(handler)
+    big = "ab€" * 400  # 2000 bytes, multibyte characters
+    logger.info(big)
+    logger.info("small")
+    assert handler.flush(10)
+    stored = [m for _, m in fake.events("test-group", "test-stream")]
+    stats = handler.stats()
+    assert fake.refusals == []
+    if policy == "drop":
+        assert stored == ["small"]
+        assert stats["dropped_by_reason"] == {"oversize": 1}
+    elif policy == "split":
+        assert "".join(stored[:-1]) == big and stored[-1] == "small"
+        assert all(len(m.encode()) <= 1000 - 26 for m in stored)
+    else:
+        head, small = stored
+        kept = len(head.encode()) - len(truncation_marker(0).encode()) - 3  # marker digits differ
+        assert small == "small"
+        assert head.endswith(" bytes]") and big.startswith(head.split(" [... truncated")[0])
+        cut = int(head.rsplit("truncated ", 1)[1].split()[0])
+        assert len(head.split(" [... truncated")[0].encode()) + cut == len(big.encode())
+        assert len(head.encode()) <= 1000 - 26 and kept > 0
+        assert stats["sent"] == 2 and stats["dropped"] == 0
+
+
+def test_empty_and_invalid_text_never_fail_a_request(fake, make_handler, logger):
+    handler = make_handler(fake.endpoint_url)
+    logger.addHandler(handler)
+    logger.info("")
+    logger.info("lone \ud800 surrogate")
+    logger.info("nul \x00 byte")
+    logger.info(12345)  # a non-string message
+    assert handler.flush(10)
+    assert fake.refusals == []
+    assert [m for _, m in fake.events("test-group", "test-stream")] == [
+        "(empty message)",
+        "lone \ufffd surrogate",
+        "nul \x00 byte",
+        "12345",
+    ]
+
+
+def test_unformattable_records_are_shipped_as_such_and_never_raise(fake, make_handler, logger, capsys):
+    class Bad:
+        def __str__(self):
+            raise RuntimeError("no str for you")
+
+    handler = make_handler(fake.endpoint_url)
+    logger.addHandler(handler)
+    logger.info("%d items", "not a number")
+    logger.info(Bad())
+    logger.info("fine")
+    assert handler.flush(10)
+    stored = [m for _, m in fake.events("test-group", "test-stream")]
+    assert len(stored) == 3 and stored[2] == "fine"
+    assert stored[0].startswith("[unformattable log record]") and "'%d items'" in stored[0]
+    assert stored[1].startswith("[unformattable log record]") and "RuntimeError" in stored[1]
+    assert handler.stats()["format_errors"] == 2
+    assert "--- Logging error ---" in capsys.readouterr().err  # the stdlib's handleError report
+
+
+def test_batches_of_one_stream_go_out_in_parallel(fake, make_handler, logger):
+    client = logs_client(fake.endpoint_url)
+    client.create_log_group(logGroupName="test-group")
+    client.create_log_stream(logGroupName="test-group", logStreamName="test-stream")
+    handler = make_handler(fake.endpoint_url, max_batch_count=10, max_concurrency=4, flush_interval=3600)
+    logger.addHandler(handler)
+    gate = fake.gate()
+    for i in range(100):
+        logger.info("p%d", i)
+    handler.flush(0)  # ask for a send now, do not wait
+    assert fake.wait_for_in_flight(4)
+    assert fake.in_flight == 4  # never more than max_concurrency
+    gate.set()
+    assert handler.flush(10)
+    assert fake.max_in_flight == 4
+    assert sorted(m for _, m in fake.events("test-group", "test-stream")) == sorted(f"p{i}" for i in range(100))
+    assert fake.calls["PutLogEvents"] == 10
+
+
+def test_throttling_and_server_errors_are_retried_with_backoff(fake, make_handler, logger):
+    faults = [Fault.error("ThrottlingException")] * 5 + [Fault.error("ServiceUnavailableException", 503), Fault.reset()]
+    fake.inject("PutLogEvents", *faults)
+    handler = make_handler(fake.endpoint_url)
+    logger.addHandler(handler)
+    for i in range(50):
+        logger.info("t%d", i)
+    assert handler.flush(20)
+    assert [m for _, m in fake.events("test-group", "test-stream")] == [f"t{i}" for i in range(50)]
+    stats = handler.stats()
+    assert stats["retries"] >= len(faults)
+    assert stats["sent"] == 50 and stats["dropped"] == 0
+
+
+def test_existing_group_created_by_a_racing_process_is_tolerated(fake, make_handler, logger):
+    logs_client(fake.endpoint_url).create_log_group(logGroupName="test-group")
+    handler = make_handler(fake.endpoint_url)
+    logger.addHandler(handler)
+    logger.info("x")
+    assert handler.flush(10)
+    assert fake.events("test-group", "test-stream") and handler.stats()["dropped"] == 0
+
+
+def test_invalid_events_are_isolated_and_only_they_are_dropped(make_handler, logger, capsys):
+    # The service refuses events over 500 bytes, the handler believes in 1 MiB.
+    fake = StrictFake(max_event_bytes=500).start()
+    try:
+        handler = make_handler(fake.endpoint_url, flush_interval=3600)
+        logger.addHandler(handler)
+        expected = []
+        for i in range(200):
+            if i in (17, 18, 150):
+                logger.info("x" * 600)
+            else:
+                logger.info("ok %d", i)
+                expected.append(f"ok {i}")
+        assert handler.flush(20)
+        assert [m for _, m in fake.events("test-group", "test-stream")] == expected
+        stats = handler.stats()
+        assert stats["dropped_by_reason"] == {"rejected": 3}
+        assert stats["sent"] == 197
+        assert fake.calls["PutLogEvents"] < 40  # bisection, not one call per event
+        assert "refused" in capsys.readouterr().err
+    finally:
+        fake.stop()
+
+
+def test_rejected_events_info_is_counted_and_never_resent(make_handler, logger):
+    now = int(time.time() * 1000)
+    fake = StrictFake().start()
+    try:
+        client = logs_client(fake.endpoint_url)
+        client.create_log_group(logGroupName="test-group")
+        client.put_retention_policy(logGroupName="test-group", retentionInDays=1)
+        client.create_log_stream(logGroupName="test-group", logStreamName="test-stream")
+        handler = make_handler(fake.endpoint_url, flush_interval=3600)  # does not know the retention
+        logger.addHandler(handler)
+        for i in range(10):
+            log_at(logger, now - 2 * DAY_MS + i, f"old {i}")
+        for i in range(5):
+            log_at(logger, now - i, f"new {i}")
+        assert handler.flush(10)
+        assert sorted(m for _, m in fake.events("test-group", "test-stream")) == [f"new {i}" for i in range(5)]
+        stats = handler.stats()
+        assert stats["dropped_by_reason"] == {"expired": 10}
+        assert stats["sent"] == 5
+        assert fake.calls["PutLogEvents"] == 2  # old and new events span > 24 h: two requests
+    finally:
+        fake.stop()
+
+
+def test_retention_days_lets_the_planner_drop_expired_events(fake, make_handler, logger):
+    now = int(time.time() * 1000)
+    handler = make_handler(fake.endpoint_url, retention_days=1)
+    logger.addHandler(handler)
+    log_at(logger, now - 2 * DAY_MS, "expired")
+    log_at(logger, now, "kept")
+    assert handler.flush(10)
+    assert [m for _, m in fake.events("test-group", "test-stream")] == ["kept"]
+    assert handler.stats()["dropped_by_reason"] == {"expired": 1}
+    assert fake.retention("test-group") == 1
+
+
+def test_bad_credentials_report_once_retry_slowly_and_keep_buffering(make_handler, logger, capsys):
+    fake = StrictFake(access_key_ids={"AKIDGOOD"}).start()
+    try:
+        handler = make_handler(fake.endpoint_url, shutdown_timeout=0.5)
+        logger.addHandler(handler)
+        for i in range(20):
+            logger.info("c%d", i)
+        assert handler.flush(0.5) is False
+        calls = sum(fake.calls.values())
+        assert 1 <= calls <= 10  # slow retries (0.1 s in tests), never a busy loop
+        assert handler.stats()["buffered"] + 20 >= 20
+        handler.close()
+        err = capsys.readouterr().err
+        assert err.count("UnrecognizedClientException") == 1
+        assert "testing" not in err  # the (dummy) secret never appears
+        assert handler.stats()["dropped_by_reason"] == {"shutdown": 20}
+    finally:
+        fake.stop()
+
+
+def _fill_behind_a_held_sender(fake, make_handler, logger, on_full):
+    """max_concurrency=1 and batches of 10: two batches leave the buffer, then it holds 25."""
+    handler = make_handler(
+        fake.endpoint_url, on_full=on_full, max_concurrency=1, max_batch_count=10, max_buffer_records=25,
+        flush_interval=3600,
+    )
+    logger.addHandler(handler)
+    handler.gate = fake.gate()  # kept on the handler for the test to open
+    for i in range(10):
+        logger.info("a%d", i)
+    wait_until(lambda: fake.in_flight == 1)
+    for i in range(10, 20):
+        logger.info("a%d", i)
+    wait_until(lambda: handler.stats()["buffered"] == 0)
+    return handler
+
+
+@pytest.mark.parametrize("on_full", ["drop_newest", "drop_oldest"])
+def test_full_buffer_drops_exactly_by_policy(fake, make_handler, logger, on_full):
+    handler = _fill_behind_a_held_sender(fake, make_handler, logger, on_full)
+    for i in range(20, 60):
+        logger.info("a%d", i)
+    assert handler.stats()["dropped_by_reason"] == {"buffer_full": 15}
+    handler.gate.set()
+    assert handler.flush(10)
+    kept = list(range(20, 45)) if on_full == "drop_newest" else list(range(35, 60))
+    stored = [m for _, m in fake.events("test-group", "test-stream")]
+    assert sorted(stored) == sorted(f"a{i}" for i in list(range(20)) + kept)
+    assert handler.stats()["sent"] == 45
+
+
+def test_block_policy_blocks_only_until_there_is_room(fake, make_handler, logger):
+    import threading
+
+    handler = _fill_behind_a_held_sender(fake, make_handler, logger, "block")
+    done = threading.Event()
+
+    def produce():
+        for i in range(20, 60):
+            logger.info("a%d", i)
+        done.set()
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    wait_until(lambda: handler.stats()["buffered"] == 25, state=handler.stats)
+    assert not done.is_set()  # blocked: the buffer is full and nothing can leave
+    handler.gate.set()
+    assert done.wait(10)
+    thread.join()
+    assert handler.flush(10)
+    assert sorted(m for _, m in fake.events("test-group", "test-stream")) == sorted(f"a{i}" for i in range(60))
+    assert handler.stats()["dropped"] == 0
