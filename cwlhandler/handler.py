@@ -6,7 +6,8 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Dict, Optional
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Optional, Tuple
 from urllib.parse import urlparse
 
 import boto3
@@ -95,6 +96,7 @@ class CloudWatchLogsHandler(logging.Handler):
         self._closed = False
         self._late = 0  # records emitted after close
         self._format_errors = 0
+        self._stalled: Optional[Tuple[int, float]] = None  # (settled position, deadline) of a vain flush
         _HANDLERS.add(self)
 
     # -- logging.Handler contract --------------------------------------------------------
@@ -145,8 +147,15 @@ class CloudWatchLogsHandler(logging.Handler):
             return True
         if on_shipping_thread():
             return False
-        wait = self.settings.shutdown_timeout if timeout is None else max(0.0, float(timeout))
-        return pipeline.flush(time.monotonic() + wait)
+        if timeout is None:
+            deadline = self._default_deadline(pipeline)
+        else:
+            deadline = time.monotonic() + max(0.0, float(timeout))
+        with _logging_lock_released():
+            delivered = pipeline.flush(deadline)
+        if not delivered and timeout is None:
+            self._stalled = (pipeline.buffer.settled, deadline)
+        return delivered
 
     def close(self) -> None:
         """Deliver what can be delivered within ``shutdown_timeout``, then stop. Idempotent."""
@@ -157,7 +166,8 @@ class CloudWatchLogsHandler(logging.Handler):
         try:
             pipeline = self._pipeline
             if pipeline is not None:
-                pipeline.shutdown(time.monotonic() + self.settings.shutdown_timeout)
+                with _logging_lock_released():
+                    pipeline.shutdown(self._default_deadline(pipeline))
         finally:
             _HANDLERS.discard(self)
             super().close()
@@ -178,6 +188,19 @@ class CloudWatchLogsHandler(logging.Handler):
         return result
 
     # -- internals -----------------------------------------------------------------------
+    def _default_deadline(self, pipeline: Pipeline) -> float:
+        """``shutdown_timeout`` from now, unless a flush already waited that long in vain.
+
+        ``logging.shutdown`` calls ``flush()`` then ``close()`` (after our own
+        exit hook flushed): with the endpoint down, each waiting in turn would
+        multiply the exit time.  If nothing was acknowledged since a default
+        flush gave up, its deadline stands.
+        """
+        stalled = self._stalled
+        if stalled is not None and stalled[0] == pipeline.buffer.settled:
+            return stalled[1]
+        return time.monotonic() + self.settings.shutdown_timeout
+
     def _start(self) -> Pipeline:
         with self._start_lock:
             if self._pipeline is None:
@@ -196,6 +219,7 @@ class CloudWatchLogsHandler(logging.Handler):
         self._pipeline = None
         self._start_lock = threading.Lock()
         self._format_errors = self._late = 0
+        self._stalled = None
         self._router.reset()
         if self._client is not None:
             # The parent's pooled sockets must not be shared; closing the child's copies is harmless.
@@ -218,6 +242,27 @@ def _check_endpoint(endpoint_url: Optional[str]) -> Optional[str]:
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValueError(f"endpoint_url: expected an http:// or https:// URL, got {endpoint_url!r}")
     return str(endpoint_url)
+
+
+@contextmanager
+def _logging_lock_released() -> Iterator[None]:
+    """Release the logging module lock while waiting, if this thread holds it.
+
+    ``dictConfig`` closes old handlers with the module lock held, and a worker
+    whose botocore logger has a cold level cache needs that lock to log; the
+    wait would then only end at its deadline.  ``threading.Condition`` releases
+    a lock it waits on the same way.
+    """
+    lock = getattr(logging, "_lock", None)
+    is_owned = getattr(lock, "_is_owned", None)
+    if is_owned is None or not is_owned():
+        yield
+        return
+    state = lock._release_save()  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        lock._acquire_restore(state)  # type: ignore[union-attr]
 
 
 def _unformattable(record: logging.LogRecord, exc: Exception) -> str:

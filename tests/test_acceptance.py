@@ -78,6 +78,7 @@ def test_hundred_thousand_mixed_records_from_eight_threads(fake, logger):
 
     stats = handler.stats()
     assert fake.refusals == []
+    assert not [op for op in fake.calls if op.startswith("Describe")]  # nothing looked up on the send path
     assert stats["emitted"] == THREADS * PER_THREAD
     assert stats["dropped_by_reason"] == {"too_old": fates["too_old"], "too_new": fates["too_new"]}
     assert stats["sent"] == fates["ok"] + fates["big"]

@@ -1,0 +1,493 @@
+"""Lifecycle tests (issue points 7-10): flush, close, interpreter exit, fork safety, no feedback loop, no deadlock.
+
+Every test talks real HTTP to the strict fake (tests/strict_fake.py) and compares what the fake stored with what
+was logged, exactly.  Interpreter-exit tests run real subprocesses; fork tests fork this process.
+"""
+from __future__ import annotations
+
+import logging
+import logging.config
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Callable, Dict, List, Tuple
+
+import pytest
+
+from cwlhandler import CloudWatchLogsHandler
+from conftest import read_events
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GROUP = "test-group"
+HAS_FORK = hasattr(os, "fork")
+needs_fork = pytest.mark.skipif(not HAS_FORK, reason="needs os.fork")
+
+
+# -- helpers --------------------------------------------------------------------------------------------------------
+class Capture(logging.Filter):
+    """Remembers (timestamp_ms, message) of every record the handler accepts: what the service must hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: List[Tuple[int, str]] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.seen.append((int(record.created * 1000), record.getMessage()))
+        return True
+
+
+def messages(events: List[Tuple[int, str]]) -> List[str]:
+    return [message for _ts, message in events]
+
+
+def unused_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, read, released)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def wait_child(pid: int, timeout: float) -> int:
+    """waitpid with a deadline; a child still running at the deadline is killed and the test fails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"child {pid} did not exit within {timeout} s")
+        time.sleep(0.01)
+
+
+def subprocess_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        env.pop(name, None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def run_script(body: str, **values: object) -> subprocess.CompletedProcess:
+    script = textwrap.dedent(body).format(**values)
+    return subprocess.run([sys.executable, "-c", script], timeout=60, env=subprocess_env(),
+                          capture_output=True, text=True)
+
+
+def assert_clean_exit(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, f"exit code {result.returncode}\nstderr:\n{result.stderr}"
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "Exception ignored" not in result.stderr, result.stderr
+    assert "Fatal Python error" not in result.stderr, result.stderr
+
+
+@pytest.fixture
+def restore_logging():
+    """Put the root logger, and the loggers dictConfig may touch, back as they were."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    disabled = {name: lg.disabled for name, lg in logging.Logger.manager.loggerDict.items()
+                if isinstance(lg, logging.Logger)}
+    try:
+        yield
+    finally:
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
+                if isinstance(h, CloudWatchLogsHandler):
+                    h.close()
+        for h in handlers:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(level)
+        for name, value in disabled.items():
+            lg = logging.Logger.manager.loggerDict.get(name)
+            if isinstance(lg, logging.Logger):
+                lg.disabled = value
+
+
+# -- flush() ------------------------------------------------------------------------------------------------------
+def test_flush_returns_true_and_everything_is_readable(fake, make_handler, logger):
+    # A long flush_interval: only flush() can make these records go out in time.
+    handler = make_handler(fake.endpoint_url, log_stream="flush", flush_interval=60)
+    capture = Capture()
+    handler.addFilter(capture)
+    logger.addHandler(handler)
+    for i in range(250):
+        logger.info("flush record %d", i)
+
+    assert handler.flush(timeout=10) is True
+
+    assert read_events(fake.endpoint_url, GROUP, "flush") == capture.seen
+    assert len(capture.seen) == 250
+    stats = handler.stats()
+    assert (stats["emitted"], stats["sent"], stats["dropped"], stats["buffered"]) == (250, 250, 0, 0)
+
+
+def test_flush_times_out_while_requests_are_blocked_then_succeeds(fake, make_handler, logger):
+    handler = make_handler(fake.endpoint_url, log_stream="gated", flush_interval=60)
+    capture = Capture()
+    handler.addFilter(capture)
+    logger.addHandler(handler)
+    gate = fake.gate()
+    try:
+        for i in range(20):
+            logger.info("gated record %d", i)
+        started = time.monotonic()
+        assert handler.flush(timeout=0.3) is False
+        elapsed = time.monotonic() - started
+        assert 0.25 <= elapsed < 2.0, elapsed
+        assert fake.wait_for_in_flight(1, timeout=5), "the PutLogEvents request never reached the fake"
+        assert GROUP not in fake.groups() or "gated" not in fake.streams(GROUP) or fake.events(GROUP, "gated") == []
+    finally:
+        gate.set()
+
+    assert handler.flush(timeout=10) is True
+    assert fake.events(GROUP, "gated") == capture.seen
+    assert len(capture.seen) == 20
+
+
+# -- close() ------------------------------------------------------------------------------------------------------
+def test_close_is_idempotent_and_delivers(fake, make_handler, logger):
+    handler = make_handler(fake.endpoint_url, log_stream="close", flush_interval=60)
+    capture = Capture()
+    handler.addFilter(capture)
+    logger.addHandler(handler)
+    for i in range(30):
+        logger.info("close record %d", i)
+
+    handler.close()
+    assert fake.events(GROUP, "close") == capture.seen
+    calls = dict(fake.calls)
+    started = time.monotonic()
+    handler.close()
+    handler.close()
+    assert time.monotonic() - started < 0.5
+    assert dict(fake.calls) == calls, "a second close() made requests"
+
+    # A record after close is counted, never sent, and never raises.
+    logger.info("too late")
+    assert fake.events(GROUP, "close") == capture.seen[:30]
+    stats = handler.stats()
+    assert stats["sent"] == 30
+    assert stats["dropped_by_reason"] == {"closed": 1}
+
+
+def test_idle_handler_closes_without_any_request(fake, make_handler):
+    handler = make_handler(fake.endpoint_url, log_stream="idle")
+    started = time.monotonic()
+    handler.close()
+    handler.close()
+    assert time.monotonic() - started < 1.0
+    assert sum(fake.calls.values()) == 0, dict(fake.calls)
+    assert fake.groups() == []
+    assert handler.stats()["emitted"] == 0
+
+
+def test_close_with_unreachable_endpoint_returns_within_shutdown_timeout(make_handler, logger):
+    url = f"http://127.0.0.1:{unused_port()}"
+    handler = make_handler(url, log_stream="unreachable", shutdown_timeout=1)
+    logger.addHandler(handler)
+    for i in range(120):
+        logger.info("lost record %d", i)
+
+    started = time.monotonic()
+    handler.close()
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 4.0, f"close() took {elapsed:.2f} s with shutdown_timeout=1"
+    stats = handler.stats()
+    assert stats["sent"] == 0
+    assert stats["dropped_by_reason"]["shutdown"] == 120, stats
+    assert stats["dropped"] == 120, stats
+
+
+# -- interpreter exit ---------------------------------------------------------------------------------------------
+EXIT_SCRIPT = """
+import logging, sys, time
+from cwlhandler import CloudWatchLogsHandler
+handler = CloudWatchLogsHandler({group!r}, log_stream={stream!r}, endpoint_url={url!r}, region_name="us-east-1",
+                                flush_interval=60, shutdown_timeout={shutdown_timeout!r})
+log = logging.getLogger("app")
+log.setLevel(logging.INFO)
+log.addHandler(handler)
+for i in range({count}):
+    log.info("exit record %d", i)
+print(repr(time.time()), flush=True)
+"""
+
+
+@pytest.mark.timeout(90)
+def test_interpreter_exit_delivers_5000_records_without_close(fake):
+    result = run_script(EXIT_SCRIPT, group=GROUP, stream="exit-5000", url=fake.endpoint_url,
+                        shutdown_timeout=10, count=5000)
+    assert_clean_exit(result)
+    assert messages(fake.events(GROUP, "exit-5000")) == [f"exit record {i}" for i in range(5000)]
+
+
+@pytest.mark.timeout(90)
+def test_interpreter_exit_delivers_a_single_record_logged_just_before_exit(fake):
+    result = run_script(EXIT_SCRIPT, group=GROUP, stream="exit-one", url=fake.endpoint_url,
+                        shutdown_timeout=10, count=1)
+    assert_clean_exit(result)
+    assert messages(fake.events(GROUP, "exit-one")) == ["exit record 0"]
+
+
+@pytest.mark.timeout(90)
+def test_interpreter_exit_with_unreachable_endpoint_is_bounded():
+    # shutdown_timeout=2 so that waits stacked on top of each other cannot hide inside the 3 s margin.
+    shutdown_timeout = 2
+    url = f"http://127.0.0.1:{unused_port()}"
+    result = run_script(EXIT_SCRIPT, group=GROUP, stream="exit-unreachable", url=url,
+                        shutdown_timeout=shutdown_timeout, count=100)
+    ended = time.time()
+    assert_clean_exit(result)
+    assert "shutdown: 100" in result.stderr, result.stderr  # the drop is reported, not silent
+    last_log = float(result.stdout.strip().splitlines()[-1])
+    exit_took = ended - last_log
+    assert exit_took < shutdown_timeout + 3, f"exit took {exit_took:.2f} s after the last log call"
+
+
+def test_logging_shutdown_with_unreachable_endpoint_is_bounded(make_handler, logger):
+    """logging.shutdown() calls flush() then close(); together they must stay within shutdown_timeout."""
+    url = f"http://127.0.0.1:{unused_port()}"
+    handler = make_handler(url, log_stream="unreachable", shutdown_timeout=1)
+    logger.addHandler(handler)
+    for i in range(50):
+        logger.info("lost record %d", i)
+
+    started = time.monotonic()
+    logging.shutdown([lambda: handler])  # what atexit runs, restricted to this handler
+    elapsed = time.monotonic() - started
+
+    stats = handler.stats()
+    assert stats["dropped_by_reason"].get("shutdown") == 50, stats
+    assert elapsed < 1 + 0.75, f"logging.shutdown() took {elapsed:.2f} s with shutdown_timeout=1"
+
+
+# -- fork safety ----------------------------------------------------------------------------------------------------
+@needs_fork
+@pytest.mark.timeout(60)
+def test_forked_child_gets_its_own_pipeline_and_never_resends_parent_records(fake, make_handler, logger):
+    handler = make_handler(fake.endpoint_url, log_stream="{pid}", flush_interval=60)
+    capture = Capture()
+    handler.addFilter(capture)
+    logger.addHandler(handler)
+    logger.info("A")
+    assert handler.flush(timeout=10)
+    logger.info("B")
+    assert handler.stats()["buffered"] == 1  # B waits in the parent's buffer at fork time
+
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        code = 3
+        try:
+            logger.info("C")
+            code = 0 if handler.flush(timeout=10) else 1
+        except BaseException:
+            code = 2
+        finally:
+            os._exit(code)
+
+    assert wait_child(pid, 30) == 0
+    logger.info("D")
+    assert handler.flush(timeout=10)
+
+    parent, child = str(os.getpid()), str(pid)
+    assert fake.streams(GROUP) == sorted([parent, child])
+    assert messages(fake.events(GROUP, child)) == ["C"]
+    assert fake.events(GROUP, parent) == [e for e in capture.seen if e[1] in ("A", "B", "D")]
+    assert messages(fake.events(GROUP, parent)) == ["A", "B", "D"]
+    stats = handler.stats()
+    assert (stats["emitted"], stats["sent"], stats["dropped"]) == (3, 3, 0)
+
+
+def _log_and_return(log: logging.Logger, count: int) -> None:
+    for i in range(count):
+        log.info("mp %d %d", os.getpid(), i)
+
+
+@needs_fork
+@pytest.mark.timeout(60)
+def test_multiprocessing_fork_child_delivers_without_close(fake, make_handler, logger):
+    handler = make_handler(fake.endpoint_url, log_stream="{pid}", flush_interval=60)
+    logger.addHandler(handler)
+    logger.info("parent flushed")
+    assert handler.flush(timeout=10)
+    logger.info("parent buffered")
+
+    ctx = multiprocessing.get_context("fork")
+    process = ctx.Process(target=_log_and_return, args=(logger, 300))
+    process.start()
+    process.join(30)
+    assert process.exitcode == 0, process.exitcode
+    assert handler.flush(timeout=10)
+
+    child = str(process.pid)
+    assert fake.streams(GROUP) == sorted([str(os.getpid()), child])
+    assert messages(fake.events(GROUP, child)) == [f"mp {child} {i}" for i in range(300)]
+    assert messages(fake.events(GROUP, str(os.getpid()))) == ["parent flushed", "parent buffered"]
+
+
+def _pool_task(args: Tuple[int, int]) -> int:
+    task, count = args
+    log = logging.getLogger("test.pool-worker")
+    for i in range(count):
+        log.info("task %d record %d pid %d", task, i, os.getpid())
+    return os.getpid()
+
+
+@needs_fork
+@pytest.mark.timeout(60)
+def test_multiprocessing_fork_pool_workers_deliver_on_exit(fake, make_handler):
+    log = logging.getLogger("test.pool-worker")
+    log.propagate, log.level = False, logging.INFO
+    handler = make_handler(fake.endpoint_url, log_stream="{pid}", flush_interval=60)
+    log.addHandler(handler)
+    try:
+        log.info("parent buffered")
+        pool = multiprocessing.get_context("fork").Pool(2)
+        try:
+            pids = pool.map(_pool_task, [(task, 100) for task in range(4)], chunksize=1)
+        finally:
+            pool.close()  # workers return from their loop: no terminate, no SIGTERM
+            pool.join()
+        assert handler.flush(timeout=10)
+
+        parent = str(os.getpid())
+        assert messages(fake.events(GROUP, parent)) == ["parent buffered"]
+        assert fake.streams(GROUP) == sorted({parent} | {str(p) for p in pids})
+        delivered: Dict[str, List[str]] = {s: messages(fake.events(GROUP, s)) for s in fake.streams(GROUP) if s != parent}
+        expected = {}
+        for task, pid in enumerate(pids):
+            expected.setdefault(str(pid), []).extend(f"task {task} record {i} pid {pid}" for i in range(100))
+        # Tasks of one worker run in order, so each worker's stream is exactly its tasks' records in order.
+        assert delivered == expected
+    finally:
+        log.removeHandler(handler)
+
+
+@needs_fork
+@pytest.mark.timeout(60)
+def test_prefork_workers_each_deliver_once(fake, make_handler, logger):
+    """gunicorn-style: a master that has logged forks workers; each exits through logging.shutdown()."""
+    handler = make_handler(fake.endpoint_url, log_stream="{pid}", flush_interval=60)
+    logger.addHandler(handler)
+    for i in range(10):
+        logger.info("master %d", i)
+    assert handler.flush(timeout=10)
+    logger.info("master buffered before fork")
+
+    workers = []
+    for worker in range(3):
+        pid = os.fork()
+        if pid == 0:
+            code = 3
+            try:
+                for i in range(200):
+                    logger.info("worker %d record %d", worker, i)
+                logging.shutdown()
+                code = 0
+            except BaseException:
+                code = 2
+            finally:
+                os._exit(code)
+        workers.append(pid)
+
+    for pid in workers:
+        assert wait_child(pid, 30) == 0
+    logger.info("master after workers")
+    assert handler.flush(timeout=10)
+
+    parent = str(os.getpid())
+    assert fake.streams(GROUP) == sorted([parent] + [str(p) for p in workers])
+    for worker, pid in enumerate(workers):
+        assert messages(fake.events(GROUP, str(pid))) == [f"worker {worker} record {i}" for i in range(200)]
+    assert messages(fake.events(GROUP, parent)) == (
+        [f"master {i}" for i in range(10)] + ["master buffered before fork", "master after workers"])
+    assert handler.stats()["sent"] == 12
+
+
+# -- no feedback loop -------------------------------------------------------------------------------------------------
+def test_no_feedback_loop_on_root_logger_at_debug(fake, make_handler, restore_logging):
+    handler = make_handler(fake.endpoint_url, log_stream="root-debug", flush_interval=60)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    for name in ("botocore", "urllib3", "cwlhandler"):  # make sure nothing upstream silences them
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    app = logging.getLogger("app")
+    try:
+        for i in range(50):
+            app.info("app record %d", i)
+        assert handler.flush(timeout=10)
+        stats = handler.stats()
+    finally:
+        root.removeHandler(handler)  # before anything else here talks HTTP on this thread
+
+    # Read through the fake's store, not boto3, so reading cannot add records either.
+    assert messages(fake.events(GROUP, "root-debug")) == [f"app record {i}" for i in range(50)]
+    assert stats["emitted"] == 50, stats
+    assert stats["sent"] == 50, stats
+
+
+# -- no deadlock under the logging module lock -----------------------------------------------------------------------
+@pytest.mark.timeout(60)
+def test_dictconfig_reconfiguration_closes_handler_without_deadlock(fake, restore_logging):
+    first = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {
+            "cloudwatch": {
+                "class": "cwlhandler.CloudWatchLogsHandler",
+                "level": "DEBUG",
+                "log_group": GROUP,
+                "log_stream": "dictconfig",
+                "endpoint_url": fake.endpoint_url,
+                "region_name": "us-east-1",
+                "flush_interval": "0.05",
+                "shutdown_timeout": "5",
+            },
+        },
+        "root": {"level": "DEBUG", "handlers": ["cloudwatch"]},
+    }
+    logging.config.dictConfig(first)
+    handler = next(h for h in logging.getLogger().handlers if isinstance(h, CloudWatchLogsHandler))
+    capture = Capture()
+    handler.addFilter(capture)
+    app = logging.getLogger("app.dictconfig")
+    for i in range(100):
+        app.info("dictconfig record %d", i)
+
+    # Reconfiguring without the handler closes it while dictConfig holds the logging module lock.
+    started = time.monotonic()
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False,
+                               "root": {"level": "WARNING", "handlers": []}})
+    elapsed = time.monotonic() - started
+
+    assert handler not in logging.getLogger().handlers
+    stats = handler.stats()
+    # Delivering 100 records to a local server takes milliseconds; reaching the 5 s deadline means a deadlock.
+    assert elapsed < 4.0, f"dictConfig took {elapsed:.2f} s to close the handler; stats={stats}"
+    assert fake.events(GROUP, "dictconfig") == capture.seen
+    assert len(capture.seen) == 100
+    assert (stats["sent"], stats["dropped"]) == (100, 0), stats
