@@ -119,10 +119,10 @@ class CloudWatchLogsHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Format on the caller's thread and buffer; never raises, never does I/O."""
         try:
-            if self._closed:
+            pipeline = None if self._closed else self._pipeline or self._start()
+            if pipeline is None:
                 self._late += 1
                 return
-            pipeline = self._pipeline or self._start()
             try:
                 message = self.format(record)
             except Exception as exc:
@@ -201,8 +201,11 @@ class CloudWatchLogsHandler(logging.Handler):
             return stalled[1]
         return time.monotonic() + self.settings.shutdown_timeout
 
-    def _start(self) -> Pipeline:
+    def _start(self) -> Optional[Pipeline]:
+        """Make and start this process's pipeline on the first record (None once closed)."""
         with self._start_lock:
+            if self._closed:
+                return None
             if self._pipeline is None:
                 pipeline = Pipeline(self.settings, self._make_client, self._reporter, self.retry_policy)
                 pipeline.start()
@@ -218,6 +221,7 @@ class CloudWatchLogsHandler(logging.Handler):
         """Forget the parent's pipeline; the child's first record starts its own."""
         self._pipeline = None
         self._start_lock = threading.Lock()
+        self._reporter = Reporter(self.log_group)  # its lock may have been held by a parent thread
         self._format_errors = self._late = 0
         self._stalled = None
         self._router.reset()
