@@ -207,7 +207,9 @@ class CloudWatchLogsHandler(logging.Handler):
             if self._closed:
                 return None
             if self._pipeline is None:
-                pipeline = Pipeline(self.settings, self._make_client, self._reporter, self.retry_policy)
+                pipeline = Pipeline(
+                    self.settings, self._make_client, self._reporter, self.retry_policy, own_client=self._client is None
+                )
                 pipeline.start()
                 self._pipeline = pipeline
             return self._pipeline

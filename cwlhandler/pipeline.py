@@ -32,6 +32,7 @@ class Pipeline:
         client_factory: Callable[[], Any],
         reporter: Reporter,
         retry: RetryPolicy,
+        own_client: bool,
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.settings = settings
@@ -48,6 +49,7 @@ class Pipeline:
         )
         self.sender = Sender(
             client_factory,
+            own_client=own_client,
             concurrency=settings.max_concurrency,
             create_group=settings.create_log_group,
             create_stream=settings.create_log_stream,

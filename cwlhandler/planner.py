@@ -6,6 +6,7 @@ it only turns lists of such tuples into other lists and counts.
 """
 from __future__ import annotations
 
+import json
 import re
 from bisect import bisect_left, bisect_right
 from operator import itemgetter
@@ -164,6 +165,16 @@ def request_events(batch: Sequence[Event]) -> List[dict]:
     return [{"timestamp": e[0], "message": e[1]} for e in batch]
 
 
+def request_body(group: str, stream: str, batch: Sequence[Event]) -> bytes:
+    """The whole PutLogEvents JSON body, as botocore would send it, in one C-level encode.
+
+    botocore's serializer walks every event in Python (several microseconds
+    each); ``json.dumps`` does the same work in well under one.
+    """
+    body = {"logGroupName": group, "logStreamName": stream, "logEvents": request_events(batch)}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 __all__ = [
     "Event",
     "measure",
@@ -171,4 +182,5 @@ __all__ = [
     "plan_batches",
     "rejected_by_reason",
     "request_events",
+    "request_body",
 ]

@@ -23,13 +23,21 @@ from botocore.exceptions import (
     ParamValidationError,
 )
 
-from .planner import Event, add_counts, rejected_by_reason, request_events
+from .planner import Event, add_counts, rejected_by_reason, request_body, request_events
 from .stats import Reporter, Stats
 
 # Marks the threads that ship records: records logged on them (botocore, urllib3)
 # are never fed back into any cwlhandler handler.  Thread-local, so the mark dies
 # with the thread (thread ids are reused).
 _thread_state = threading.local()
+
+
+def _send_prepared_body(params: Dict[str, Any], **_: Any) -> None:
+    """botocore ``before-call`` hook: swap in the body the worker encoded itself."""
+    body = getattr(_thread_state, "body", None)
+    if body is not None:
+        params["body"] = body
+        _thread_state.body = None
 
 
 def mark_shipping_thread() -> None:
@@ -129,6 +137,7 @@ class Sender:
         self,
         client_factory: Callable[[], Any],
         *,
+        own_client: bool,
         concurrency: int,
         create_group: bool,
         create_stream: bool,
@@ -141,6 +150,9 @@ class Sender:
         self._client_factory = client_factory
         self._client: Any = None
         self._client_lock = threading.Lock()
+        # Our own encoder needs a client that does not validate parameters (ours);
+        # a user's client may validate: then botocore must see the real events.
+        self._prepared_body = own_client
         self.concurrency = concurrency
         self._create_group = create_group
         self._create_stream = create_stream
@@ -197,7 +209,13 @@ class Sender:
         """The shared client, made on first use (the flusher makes it early)."""
         with self._client_lock:
             if self._client is None:
-                self._client = self._client_factory()
+                client = self._client_factory()
+                if self._prepared_body:
+                    service = client.meta.service_model.service_id.hyphenize()
+                    client.meta.events.register(
+                        f"before-call.{service}.PutLogEvents", _send_prepared_body, unique_id="cwlhandler-body"
+                    )
+                self._client = client
             return self._client
 
     # -- workers -------------------------------------------------------------------------
@@ -310,6 +328,18 @@ class Sender:
             return classify(exc), exc
 
     def _put(self, batch: Batch, events: List[Event]) -> Tuple[str, Any]:
+        """One PutLogEvents call; the body is encoded here, not by botocore, when we can."""
+        if self._prepared_body:
+            _thread_state.body = request_body(batch.group, batch.stream, events)
+            kind, result = self._call(
+                "put_log_events", logGroupName=batch.group, logStreamName=batch.stream, logEvents=[]
+            )
+            unsent = getattr(_thread_state, "body", None) is not None
+            _thread_state.body = None
+            if not unsent or not (kind == OK or isinstance(result, ClientError)):
+                return kind, result
+            # The service answered a request without our body (a botocore change?): go the slow way.
+            self._prepared_body = False
         return self._call(
             "put_log_events",
             logGroupName=batch.group,

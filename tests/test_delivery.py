@@ -329,3 +329,28 @@ def test_block_policy_blocks_only_until_there_is_room(fake, make_handler, logger
     assert handler.flush(10)
     assert sorted(m for _, m in fake.events("test-group", "test-stream")) == sorted(f"a{i}" for i in range(60))
     assert handler.stats()["dropped"] == 0
+
+
+def test_a_users_client_is_used_as_given_with_validation(fake, make_handler, logger):
+    client = logs_client(fake.endpoint_url)  # parameter validation on: botocore sees the real events
+    handler = make_handler(None, client=client)
+    logger.addHandler(handler)
+    for i in range(30):
+        logger.info("u%d", i)
+    assert handler.flush(10)
+    assert [m for _, m in fake.events("test-group", "test-stream")] == [f"u{i}" for i in range(30)]
+
+
+def test_own_encoder_falls_back_when_botocore_skips_the_hook(fake, make_handler, logger):
+    handler = make_handler(fake.endpoint_url)
+    logger.addHandler(handler)
+    logger.info("first")
+    assert handler.flush(10)
+    client = handler._pipeline.sender.client()
+    client.meta.events.unregister("before-call.cloudwatch-logs.PutLogEvents", unique_id="cwlhandler-body")
+    logger.info("second")
+    logger.info("third")
+    assert handler.flush(10)
+    assert [m for _, m in fake.events("test-group", "test-stream")] == ["first", "second", "third"]
+    assert len(fake.refusals) == 1  # the one empty request, then the plain path for good
+    assert handler.stats()["dropped"] == 0

@@ -26,6 +26,7 @@ from cwlhandler.planner import (
     measure,
     plan_batches,
     rejected_by_reason,
+    request_body,
     request_events,
     truncation_marker,
 )
@@ -354,3 +355,16 @@ def test_request_events_shape():
     assert request_events([]) == []
     assert all(type(item) is dict and set(item) == {"timestamp", "message"}
                for item in request_events(batch))
+
+
+def test_request_body_is_the_json_botocore_would_send():
+    import json
+
+    batch = [event(NOW, "first"), event(NOW + 5, "é€ \x00")]
+    body = request_body("grp", "str", batch)
+    assert json.loads(body.decode("utf-8")) == {
+        "logGroupName": "grp",
+        "logStreamName": "str",
+        "logEvents": request_events(batch),
+    }
+    assert "é€".encode("utf-8") in body  # compact UTF-8, not \u escapes
