@@ -16,7 +16,7 @@ from .config import Settings
 from .naming import NameTemplate, Router, new_uuid
 from .pipeline import Pipeline
 from .planner import measure
-from .sender import RetryPolicy, make_client, on_shipping_thread
+from .sender import RetryPolicy, make_client, thread_state
 from .stats import Reporter
 
 DEFAULT_STREAM = "{hostname}/{program}/{pid}"
@@ -107,7 +107,7 @@ class CloudWatchLogsHandler(logging.Handler):
         refused here, before any lock, so shipping never feeds back into itself
         and a worker never waits for a lock that ``close()`` holds.
         """
-        if on_shipping_thread():
+        if thread_state.shipping:
             return False
         rv = self.filter(record)
         if isinstance(rv, logging.LogRecord):
@@ -145,7 +145,7 @@ class CloudWatchLogsHandler(logging.Handler):
         pipeline = self._pipeline
         if pipeline is None:
             return True
-        if on_shipping_thread():
+        if thread_state.shipping:
             return False
         if timeout is None:
             deadline = self._default_deadline(pipeline)

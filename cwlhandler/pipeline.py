@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Tuple
 from .buffer import Buffer, Cut, Item
 from .config import Settings
 from .planner import EVENT_OVERHEAD, Event, add_counts, fit_event, plan_batches
-from .sender import Batch, RetryPolicy, Sender, mark_shipping_thread
+from .sender import Batch, RetryPolicy, Sender, thread_state
 from .stats import Reporter, Stats
 
 
@@ -70,7 +70,7 @@ class Pipeline:
 
     # -- the flusher thread ------------------------------------------------------------
     def _run(self) -> None:
-        mark_shipping_thread()
+        thread_state.shipping = True
         try:
             self.sender.client()  # make the client now, long before interpreter exit
         except Exception:

@@ -29,23 +29,23 @@ from .stats import Reporter, Stats
 # Marks the threads that ship records: records logged on them (botocore, urllib3)
 # are never fed back into any cwlhandler handler.  Thread-local, so the mark dies
 # with the thread (thread ids are reused).
-_thread_state = threading.local()
+class _ThreadState(threading.local):
+    # Class-level defaults: a missing thread-local attribute would cost an exception per lookup.
+    shipping = False
+    body: Optional[bytes] = None  # a PutLogEvents body encoded by this worker, for the hook
+
+
+thread_state = _ThreadState()
 
 
 def _send_prepared_body(params: Dict[str, Any], **_: Any) -> None:
     """botocore ``before-call`` hook: swap in the body the worker encoded itself."""
-    body = getattr(_thread_state, "body", None)
+    body = thread_state.body
     if body is not None:
         params["body"] = body
-        _thread_state.body = None
+        thread_state.body = None
 
 
-def mark_shipping_thread() -> None:
-    _thread_state.shipping = True
-
-
-def on_shipping_thread() -> bool:
-    return getattr(_thread_state, "shipping", False)
 
 OK, RETRY, OPERATOR, MISSING, INVALID, ERROR = "ok", "retry", "operator", "missing", "invalid", "error"
 _OPERATOR_CODES = {
@@ -220,7 +220,7 @@ class Sender:
 
     # -- workers -------------------------------------------------------------------------
     def _work_loop(self) -> None:
-        mark_shipping_thread()
+        thread_state.shipping = True
         while True:
             with self._lock:
                 while not self._queue and not self._stopping:
@@ -330,12 +330,12 @@ class Sender:
     def _put(self, batch: Batch, events: List[Event]) -> Tuple[str, Any]:
         """One PutLogEvents call; the body is encoded here, not by botocore, when we can."""
         if self._prepared_body:
-            _thread_state.body = request_body(batch.group, batch.stream, events)
+            thread_state.body = request_body(batch.group, batch.stream, events)
             kind, result = self._call(
                 "put_log_events", logGroupName=batch.group, logStreamName=batch.stream, logEvents=[]
             )
-            unsent = getattr(_thread_state, "body", None) is not None
-            _thread_state.body = None
+            unsent = thread_state.body is not None
+            thread_state.body = None
             if not unsent or not (kind == OK or isinstance(result, ClientError)):
                 return kind, result
             # The service answered a request without our body (a botocore change?): go the slow way.
