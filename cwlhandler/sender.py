@@ -246,9 +246,9 @@ class Sender:
         self._stats.drop(drops)
         self._on_settled(batch)
 
-    def _sleep(self, seconds: float) -> bool:
-        """Wait between attempts; False when the shutdown deadline cut the wait short."""
-        return not self._abort.wait(seconds)
+    def _sleep(self, seconds: float) -> None:
+        """Wait between attempts; the shutdown deadline cuts the wait short."""
+        self._abort.wait(seconds)
 
     # -- one batch -----------------------------------------------------------------------
     def _deliver(self, batch: Batch) -> Tuple[int, Dict[str, int]]:
@@ -277,7 +277,8 @@ class Sender:
                 if created:
                     continue
             if kind == OK:
-                rejected = rejected_by_reason(result.get("rejectedLogEventsInfo") or {}, len(events))
+                info = result.get("rejectedLogEventsInfo") if isinstance(result, dict) else None
+                rejected = rejected_by_reason(info or {}, len(events))
                 sent += len(events) - sum(rejected.values())
                 add_counts(drops, rejected)
                 parts.pop()

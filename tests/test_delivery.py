@@ -354,3 +354,13 @@ def test_own_encoder_falls_back_when_botocore_skips_the_hook(fake, make_handler,
     assert [m for _, m in fake.events("test-group", "test-stream")] == ["first", "second", "third"]
     assert len(fake.refusals) == 1  # the one empty request, then the plain path for good
     assert handler.stats()["dropped"] == 0
+
+
+def test_data_already_accepted_counts_as_delivered(fake, make_handler, logger):
+    fake.inject("PutLogEvents", Fault.error("DataAlreadyAcceptedException"))
+    handler = make_handler(fake.endpoint_url)
+    logger.addHandler(handler)
+    logger.info("once")
+    assert handler.flush(10)
+    assert handler.stats()["sent"] == 1 and handler.stats()["dropped"] == 0
+    assert fake.calls["PutLogEvents"] == 1  # not resent
