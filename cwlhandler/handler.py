@@ -55,7 +55,8 @@ class CloudWatchLogsHandler(logging.Handler):
         shutdown_timeout: float = 10.0,
         level: Any = logging.NOTSET,
     ) -> None:
-        super().__init__(level)
+        # Validate everything before Handler.__init__ registers the handler with
+        # logging, so a refused configuration leaves nothing behind for shutdown.
         self.settings = Settings(
             create_log_group=create_log_group,
             create_log_stream=create_log_stream,
@@ -89,6 +90,7 @@ class CloudWatchLogsHandler(logging.Handler):
                     "region_name: no AWS region given or configured (set region_name, AWS_DEFAULT_REGION "
                     "or a profile's region)"
                 )
+        super().__init__(level)
         self.retry_policy = RetryPolicy()
         self._reporter = Reporter(log_group)
         self._pipeline: Optional[Pipeline] = None

@@ -5,6 +5,7 @@ Needs the ``[local]`` extra: ``pip install 'cwlhandler[local]'``.  It listens on
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Optional
 
@@ -27,6 +28,9 @@ class LocalEmulator:
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        # The server logs each request on the "werkzeug" logger; with a handler on the root
+        # logger in the same process every upload would log a record to upload.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"

@@ -120,3 +120,12 @@ def test_stream_names_from_record_placeholders_are_sanitised(fake, make_handler,
     assert ":" not in err_stream and "*" not in err_stream
     assert err_stream.startswith(f"{logger.name}.odd_name_/ERROR/")
     assert [m for _, m in fake.events("ERROR-grp", err_stream)] == ["e"]
+
+
+def test_a_refused_configuration_leaves_nothing_for_logging_shutdown(capfd):
+    with pytest.raises(ValueError) as refused:
+        CloudWatchLogsHandler(log_group="g", region_name="us-east-1", on_full="bogus")
+    # The traceback keeps the half-made object alive, as an uncaught error at start-up would.
+    assert refused.tb is not None
+    logging.shutdown(list(logging._handlerList))  # what atexit does
+    assert "Error" not in capfd.readouterr().err

@@ -1,0 +1,96 @@
+"""AWS Lambda: ship a function's records to a log group of your choice.
+
+Two rules:
+
+1. Create the handler at module level.  That code runs once per cold start;
+   warm invocations reuse the handler, its boto3 client and its connections.
+2. Flush before returning.  Lambda freezes the execution environment as soon
+   as the function returns: the handler's background threads stop wherever
+   they are, and records still buffered would wait for the next invocation,
+   or be lost if the environment is never thawed again.  ``flush(timeout=...)``
+   waits until every record logged so far is acknowledged, at most ``timeout``
+   seconds; keep that below the invocation's remaining time.
+
+The role needs ``logs:PutLogEvents`` and ``logs:CreateLogStream`` on the group,
+and ``logs:CreateLogGroup`` only if the group may not exist yet (or create it
+beforehand and pass ``create_log_group=False``).  Lambda's runtime also keeps a handler on the root
+logger that writes to the function's own log group; records of ``log`` below
+propagate there too.
+
+Run it locally: ``python examples/lambda_function.py`` (two simulated invocations).
+"""
+import logging
+import os
+
+from cwlhandler import CloudWatchLogsHandler
+
+if __name__ == "__main__":
+    # Local run only (see the end of the file).  Like the Lambda runtime, provide
+    # the environment (endpoint, region) before the module-level code below runs.
+    from _demo import ensure_endpoint
+
+    ensure_endpoint()
+
+# --- cold start ------------------------------------------------------------------------
+cloudwatch = CloudWatchLogsHandler(
+    log_group="/examples/lambda",
+    # {uuid} is unique per handler, hence per execution environment.
+    log_stream="{date}/{uuid}",
+    # Unset in AWS (the region's endpoint); set it to use a local emulator.
+    endpoint_url=os.environ.get("CWL_ENDPOINT_URL"),
+)
+cloudwatch.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+
+log = logging.getLogger("orders")
+log.setLevel(logging.INFO)
+log.addHandler(cloudwatch)
+
+# flush() usually waits one PutLogEvents round trip (at a cold start, also the
+# client's and the stream's creation); this bounds what a slow or unreachable
+# endpoint can add to an invocation's duration, and to its bill.
+FLUSH_TIMEOUT = 10.0  # seconds
+
+
+# --- per invocation --------------------------------------------------------------------
+def handler(event, context):
+    try:
+        log.info("request %s: %d items", context.aws_request_id, len(event["items"]))
+        total = sum(item["price"] for item in event["items"])
+        log.info("request %s: total %.2f", context.aws_request_id, total)
+        return {"statusCode": 200, "total": total}
+    except Exception:
+        log.exception("request %s failed", context.aws_request_id)
+        raise
+    finally:
+        # Runs on return and on raise: the process is frozen right after.
+        remaining = context.get_remaining_time_in_millis() / 1000.0
+        if not cloudwatch.flush(timeout=min(FLUSH_TIMEOUT, max(0.0, remaining - 0.5))):
+            # The rest stays buffered and goes out during a later invocation.
+            print("cloudwatch: flush timed out", cloudwatch.stats())
+
+
+if __name__ == "__main__":
+    import json
+    import uuid
+
+    from _demo import print_events
+
+    class FakeContext:
+        """The part of Lambda's context object the function uses."""
+
+        def __init__(self) -> None:
+            self.aws_request_id = str(uuid.uuid4())[:8]
+
+        def get_remaining_time_in_millis(self) -> int:
+            return 30_000
+
+    # Two warm invocations of the same environment.
+    print(handler({"items": [{"price": 3.5}, {"price": 1.25}]}, FakeContext()))
+    try:
+        handler({"items": [{"price": "free"}]}, FakeContext())
+    except TypeError as exc:
+        print("invocation failed:", exc)
+    # Each invocation flushed before returning: everything is already there,
+    # even though the handler was never closed.
+    print("stats:", json.dumps(cloudwatch.stats(), sort_keys=True))
+    print_events("/examples/lambda")
