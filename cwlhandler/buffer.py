@@ -120,20 +120,16 @@ class Buffer:
             while True:
                 timeout: Optional[float] = None
                 if self._items:
-                    due = (
-                        self.closing
-                        or self.flush_target > self.removed
-                        or len(self._items) >= self._batch_count
-                        or self._bytes >= self._batch_bytes
-                    )
-                    if not due:
+                    full = len(self._items) >= self._batch_count or self._bytes >= self._batch_bytes
+                    urgent = self.closing or self.flush_target > self.removed
+                    if not (full or urgent):
                         assert self._first_at is not None
                         timeout = self._first_at + self._interval - time.monotonic()
-                        due = timeout <= 0
-                    if due:
+                        urgent = timeout <= 0
+                    if full or urgent:
                         slots = free_slots()
                         if slots > 0:
-                            return self._take_prefix(slots)
+                            return self._take_prefix(slots, whole_batches=not urgent)
                         timeout = None
                 elif self.closing:
                     return None
@@ -142,9 +138,20 @@ class Buffer:
                     return False
                 self.changed.wait(left if timeout is None else min(timeout, left))
 
-    def _take_prefix(self, slots: int) -> Tuple[Cut, List[Item]]:
-        limit_count = slots * self._batch_count
-        limit_bytes = slots * self._batch_bytes
+    def _take_prefix(self, slots: int, whole_batches: bool) -> Tuple[Cut, List[Item]]:
+        """Take the oldest records, for at most ``slots`` batches.
+
+        When only size made them due, take whole batches' worth and leave the
+        rest to fill the next one: half-empty requests cost a call each.
+        """
+        count, nbytes = self._batch_count, self._batch_bytes
+        limit_count = slots * count
+        limit_bytes = slots * nbytes
+        if whole_batches:
+            if len(self._items) >= count:
+                limit_count = min(limit_count, len(self._items) // count * count)
+            if self._bytes >= nbytes:
+                limit_bytes = min(limit_bytes, self._bytes // nbytes * nbytes)
         taken: List[Item] = []
         size = 0
         items = self._items
@@ -156,7 +163,10 @@ class Buffer:
             size += cost
         self._bytes -= size
         self.removed += len(taken)
-        self._first_at = time.monotonic() if items else None
+        # The oldest record left arrived about when it was created (never later).
+        self._first_at = (
+            time.monotonic() - max(0.0, time.time() - items[0][0] / 1000) if items else None
+        )
         self._woken = False
         cut = Cut(self.removed, 1)  # held open until the flusher has submitted its batches
         self._cuts.append(cut)
@@ -168,7 +178,6 @@ class Buffer:
         with self._lock:
             cut.pending -= batches
             self._advance()
-            self.changed.notify_all()
 
     def open_batches(self, cut: Cut, batches: int) -> None:
         with self._lock:
