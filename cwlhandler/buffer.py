@@ -54,7 +54,7 @@ class Buffer:
         self._first_at: Optional[float] = None  # when the oldest waiting record arrived
         self._cuts: Deque[Cut] = deque()
         self._woken = False
-        self.emitted = 0  # records offered to append()
+        self.refused = 0  # records append() dropped instead of buffering
         self.appended = 0  # position after the last record in the buffer
         self.removed = 0  # position of the first record still in the buffer
         self.settled = 0  # every position below this is acknowledged or dropped
@@ -67,28 +67,32 @@ class Buffer:
     def append(self, item: Item) -> None:
         size = item[2] + EVENT_OVERHEAD
         with self._lock:
-            self.emitted += 1
-            if self.closing:
-                self.dropped_shutdown += 1
-                return
-            if len(self._items) >= self._max_records or self._bytes + size > self._max_bytes:
-                if not self._make_room(size):
-                    self.dropped_full += 1
+            items = self._items
+            if self.closing or len(items) >= self._max_records or self._bytes + size > self._max_bytes:
+                if not self._admit(size):
+                    self.refused += 1
                     return
-            self._items.append(item)
+            items.append(item)
             self._bytes += size
             self.appended += 1
             if self._first_at is None:
                 self._first_at = time.monotonic()
-            if not self._woken and (
-                len(self._items) >= self._batch_count or self._bytes >= self._batch_bytes
-            ):
+            if not self._woken and (len(items) >= self._batch_count or self._bytes >= self._batch_bytes):
                 self._woken = True
                 self.changed.notify_all()
 
-    def _make_room(self, size: int) -> bool:
-        """Apply the ``on_full`` policy; False means the new record is dropped."""
+    @property
+    def emitted(self) -> int:
+        """Records offered to ``append``."""
+        return self.appended + self.refused
+
+    def _admit(self, size: int) -> bool:
+        """Closing, or full: apply the ``on_full`` policy. False means the new record is dropped (and counted)."""
+        if self.closing:
+            self.dropped_shutdown += 1
+            return False
         if size > self._max_bytes or self._on_full == "drop_newest":
+            self.dropped_full += 1
             return False
         if self._on_full == "block":
             self._woken = True
@@ -97,7 +101,10 @@ class Buffer:
                 len(self._items) >= self._max_records or self._bytes + size > self._max_bytes
             ):
                 self._room.wait()
-            return not self.closing
+            if self.closing:
+                self.dropped_shutdown += 1
+                return False
+            return True
         dropped = 0
         while self._items and (len(self._items) >= self._max_records or self._bytes + size > self._max_bytes):
             self._bytes -= self._items.popleft()[2] + EVENT_OVERHEAD

@@ -111,7 +111,7 @@ class CloudWatchLogsHandler(logging.Handler):
         """
         if thread_state.shipping:
             return False
-        rv = self.filter(record)
+        rv = self.filter(record) if self.filters else True
         if isinstance(rv, logging.LogRecord):
             record = rv
         if rv:
@@ -131,10 +131,11 @@ class CloudWatchLogsHandler(logging.Handler):
                 self.handleError(record)
                 self._format_errors += 1
                 message = _unformattable(record, exc)
-            if type(message) is not str:
-                message = str(message)
-            message, nbytes = measure(message)
-            pipeline.append((int(record.created * 1000), message, nbytes, self._router.route(record)))
+            if type(message) is str and message.isascii() and message:
+                nbytes = len(message)  # the common case, without a call
+            else:
+                message, nbytes = measure(str(message))
+            pipeline.buffer.append((int(record.created * 1000), message, nbytes, self._router.route(record)))
         except Exception:
             self.handleError(record)
 

@@ -130,8 +130,9 @@ class Router:
         return self.group.render(fields), self.stream.render(fields)
 
     def route(self, record: logging.LogRecord) -> Tuple[str, str]:
-        if self._static is not None:
-            return self._static
+        static = self._static
+        if static is not None:
+            return static
         values = tuple(get(record) for get in self._getters)
         key = self._cache.get(values)
         if key is None:

@@ -65,9 +65,6 @@ class Pipeline:
         self.sender.start()
         self._flusher.start()
 
-    def append(self, item: Item) -> None:
-        self.buffer.append(item)
-
     # -- the flusher thread ------------------------------------------------------------
     def _run(self) -> None:
         thread_state.shipping = True
