@@ -38,7 +38,7 @@ def as_number(setting: str, value: Any, kind: type, low: float, high: Optional[f
         raise ValueError(f"{setting}: expected a number, got {value!r}")
     try:
         number = kind(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{setting}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
     if kind is int and isinstance(value, float) and value != number:
         raise ValueError(f"{setting}: expected an integer, got {value!r}")

@@ -135,7 +135,11 @@ class CloudWatchLogsHandler(logging.Handler):
                 nbytes = len(message)  # the common case, without a call
             else:
                 message, nbytes = measure(str(message))
-            pipeline.buffer.append((int(record.created * 1000), message, nbytes, self._router.route(record)))
+            try:
+                timestamp = int(record.created * 1000)
+            except (TypeError, ValueError, OverflowError):  # NaN, inf, None: a broken clock or record
+                timestamp = int(time.time() * 1000)
+            pipeline.buffer.append((timestamp, message, nbytes, self._router.route(record)))
         except Exception:
             self.handleError(record)
 

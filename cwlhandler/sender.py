@@ -7,6 +7,7 @@ Every batch is settled exactly once: acknowledged, or dropped with a reason.
 from __future__ import annotations
 
 import random
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -106,12 +107,20 @@ def classify(error: BaseException) -> str:
     return ERROR
 
 
+# Signature errors quote the canonical request (with the session token) after these words.
+_QUOTES_REQUEST = re.compile(r"\s*The (Canonical String|String-to-Sign)\b.*", re.S)
+_SECRETS = re.compile(r"(x-amz-security-token[:=]|Signature=|Credential=)\S*", re.I)
+
+
 def describe(error: BaseException) -> str:
-    """A one-line cause that names the error, never credentials."""
+    """A one-line cause that names the error, never credentials or signatures."""
     if isinstance(error, ClientError):
         err = error.response.get("Error", {})
-        return f"{err.get('Code', 'error')}: {err.get('Message', '')}".rstrip(": ")
-    return f"{type(error).__name__}: {error}"
+        text = f"{err.get('Code', 'error')}: {err.get('Message', '')}".rstrip(": ")
+    else:
+        text = f"{type(error).__name__}: {error}"
+    text = _SECRETS.sub(r"\1<redacted>", _QUOTES_REQUEST.sub("", text))
+    return " ".join(text.split())
 
 
 def make_client(session: Any, region_name: Optional[str], endpoint_url: Optional[str], concurrency: int) -> Any:
