@@ -168,6 +168,17 @@ class Buffer:
                 break
             taken.append(items.popleft())
             size += cost
+        if whole_batches and items:
+            # End the cut between two milliseconds when it can: work that shares a
+            # timestamp with work in flight has to wait for it (see sender.Chain).
+            keep = len(taken)
+            while keep > 1 and taken[keep - 1][0] == items[0][0]:
+                keep -= 1
+            if keep > 1 or taken[0][0] != items[0][0]:
+                for item in reversed(taken[keep:]):
+                    items.appendleft(item)
+                    size -= item[2] + EVENT_OVERHEAD
+                del taken[keep:]
         self._bytes -= size
         self.removed += len(taken)
         # The oldest record left arrived about when it was created (never later).

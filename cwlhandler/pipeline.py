@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from .buffer import Buffer, Cut, Item
 from .config import Settings
-from .planner import EVENT_OVERHEAD, Event, add_counts, fit_event, plan_batches
+from .planner import EVENT_OVERHEAD, Event, add_counts, chains, fit_event, plan_batches
 from .sender import Batch, RetryPolicy, Sender, thread_state
 from .stats import Reporter, Stats
 
@@ -98,7 +98,7 @@ class Pipeline:
                 events.extend(fitted)
         drops: Dict[str, int] = {"oversize": oversize} if oversize else {}
         now = self._clock_ms()
-        batches = []
+        work: List[Tuple[Tuple[str, str], List[Batch]]] = []
         for key, events in streams.items():
             planned, dropped = plan_batches(
                 events,
@@ -108,11 +108,11 @@ class Pipeline:
                 max_age_ms=settings.max_age_ms,
             )
             add_counts(drops, dropped)
-            batches += [Batch(key, batch, cut) for batch in planned]
+            work += [(key, [Batch(key, batch, cut) for batch in chain]) for chain in chains(planned)]
         self.stats.drop(drops)
-        self.buffer.open_batches(cut, len(batches))
-        for batch in batches:
-            self.sender.submit(batch)
+        self.buffer.open_batches(cut, sum(len(chain) for _, chain in work))
+        for key, chain in work:
+            self.sender.submit(key, chain)
         self.buffer.settle(cut)  # release the flusher's hold on the cut
 
     # -- flush, shutdown, stats ----------------------------------------------------------

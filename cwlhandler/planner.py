@@ -123,23 +123,50 @@ def plan_batches(
     batches: List[List[Event]] = []
     batch: List[Event] = []
     size = 0
-    first = 0
     for i in range(expired_end, too_new_start):
         event = events[i]
         cost = event[2] + EVENT_OVERHEAD
-        if batch and (
-            len(batch) >= max_count or size + cost > max_bytes or event[0] - first > MAX_SPAN_MS
-        ):
-            batches.append(batch)
-            batch = []
-        if not batch:
-            size = 0
-            first = event[0]
+        while batch and (len(batch) >= max_count or size + cost > max_bytes or event[0] - batch[0][0] > MAX_SPAN_MS):
+            batch = _close(batches, batch, event[0])
+            size = sum(e[2] for e in batch) + EVENT_OVERHEAD * len(batch)
         batch.append(event)
         size += cost
     if batch:
         batches.append(batch)
     return batches, drops
+
+
+def _close(batches: List[List[Event]], batch: List[Event], next_timestamp: int) -> List[Event]:
+    """Close ``batch``; return the events it hands on to the next one.
+
+    Requests of one stream may run in parallel and the service orders equal
+    timestamps by arrival, so a batch does not end inside a run of equal
+    timestamps when it can end before the run instead.  A batch that is all
+    one millisecond ends where it must (see :func:`chains`).
+    """
+    cut = len(batch)
+    while cut > 0 and batch[cut - 1][0] == next_timestamp:
+        cut -= 1
+    if cut == 0:
+        cut = len(batch)
+    batches.append(batch[:cut])
+    return batch[cut:]
+
+
+def chains(batches: List[List[Event]]) -> List[List[List[Event]]]:
+    """Group one stream's consecutive batches that share a boundary timestamp.
+
+    The batches of a chain must be sent one after another (the pieces of a
+    split record, or more equal timestamps than one request holds); separate
+    chains may be sent in parallel without changing the stored order.
+    """
+    result: List[List[List[Event]]] = []
+    for batch in batches:
+        if result and result[-1][-1][-1][0] == batch[0][0]:
+            result[-1].append(batch)
+        else:
+            result.append([batch])
+    return result
 
 
 def rejected_by_reason(info: Mapping[str, int], count: int) -> Dict[str, int]:
@@ -183,6 +210,7 @@ __all__ = [
     "measure",
     "fit_event",
     "plan_batches",
+    "chains",
     "rejected_by_reason",
     "request_events",
     "request_body",

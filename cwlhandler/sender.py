@@ -84,6 +84,31 @@ class Batch:
         self.settled = False
 
 
+class Chain:
+    """Batches of one stream that one worker sends in order, then its successor, if any.
+
+    The service stores equal timestamps in arrival order, so work that shares
+    a timestamp with work still pending for the stream waits behind it; all
+    other work of a stream goes out in parallel.
+    """
+
+    __slots__ = ("key", "batches", "first", "last", "successor")
+
+    def __init__(self, key: Tuple[str, str], batches: List[Batch]) -> None:
+        self.key = key
+        self.batches = batches
+        self.first = batches[0].events[0][0]
+        self.last = batches[-1].events[-1][0]
+        self.successor: Optional["Chain"] = None
+
+    def shares_timestamp(self, other: "Chain") -> bool:
+        low, high = max(self.first, other.first), min(self.last, other.last)
+        if low > high:
+            return False
+        mine = {e[0] for b in self.batches for e in b.events if low <= e[0] <= high}
+        return any(low <= e[0] <= high and e[0] in mine for b in other.batches for e in b.events)
+
+
 def classify(error: BaseException) -> str:
     """Map an exception from a CloudWatch Logs call to what to do about it."""
     if isinstance(error, ClientError):
@@ -172,7 +197,9 @@ class Sender:
         self._on_settled = on_settled
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
-        self._queue: Deque[Batch] = deque()
+        self._queue: Deque[Chain] = deque()
+        self._pending: Dict[Tuple[str, str], List[Chain]] = {}  # per stream: queued, waiting or in flight
+        self._queued = 0  # batches not yet started
         self._in_flight: Set[Batch] = set()
         self._create_locks = [threading.Lock() for _ in range(16)]
         self._abort = threading.Event()
@@ -188,15 +215,27 @@ class Sender:
 
     def free_slots(self) -> int:
         """Batches the flusher may still hand over: a queue as deep as the pool."""
-        return 2 * self.concurrency - len(self._queue) - len(self._in_flight)
+        return 2 * self.concurrency - self._queued - len(self._in_flight)
 
-    def submit(self, batch: Batch) -> None:
+    def submit(self, key: Tuple[str, str], batches: List[Batch]) -> None:
+        """Queue batches of one stream that one worker sends in order (see planner.chains)."""
+        chain = Chain(key, batches)
         with self._lock:
             if not self._abort.is_set():
-                self._queue.append(batch)
-                self._work.notify()
+                pending = self._pending.setdefault(key, [])
+                blocker = next((c for c in reversed(pending) if c.shares_timestamp(chain)), None)
+                pending.append(chain)
+                self._queued += len(batches)
+                if blocker is None:
+                    self._queue.append(chain)
+                    self._work.notify()
+                else:
+                    while blocker.successor is not None:
+                        blocker = blocker.successor
+                    blocker.successor = chain
                 return
-        self._settle(batch, 0, {"shutdown": len(batch.events)})
+        for batch in batches:
+            self._settle(batch, 0, {"shutdown": len(batch.events)})
 
     def stop(self) -> None:
         """Let workers exit once the queue is empty."""
@@ -208,8 +247,10 @@ class Sender:
         """At the shutdown deadline: settle every batch not yet delivered as dropped."""
         self._abort.set()
         with self._lock:
-            pending = list(self._queue) + list(self._in_flight)
+            pending = [b for chains in self._pending.values() for chain in chains for b in chain.batches]
             self._queue.clear()
+            self._pending.clear()
+            self._queued = 0
         for batch in pending:
             self._settle(batch, 0, {"shutdown": len(batch.events)})
         self.stop()
@@ -236,14 +277,29 @@ class Sender:
                     self._work.wait()
                 if not self._queue:
                     return
-                batch = self._queue.popleft()
-                self._in_flight.add(batch)
-            try:
-                sent, drops = self._deliver(batch)
-            except Exception as exc:  # a bug must not kill the worker or lose the count
-                self._reporter.problem("bug", f"unexpected error while sending, batch dropped: {describe(exc)}")
-                sent, drops = 0, {"error": len(batch.events)}
-            self._settle(batch, sent, drops)
+                chain: Optional[Chain] = self._queue.popleft()
+            while chain is not None:
+                with self._lock:
+                    self._queued -= len(chain.batches)
+                    self._in_flight.update(chain.batches)
+                for batch in chain.batches:
+                    try:
+                        sent, drops = self._deliver(batch)
+                    except Exception as exc:  # a bug must not kill the worker or lose the count
+                        self._reporter.problem("bug", f"unexpected error while sending, batch dropped: {describe(exc)}")
+                        sent, drops = 0, {"error": len(batch.events)}
+                    self._settle(batch, sent, drops)
+                chain = self._finish(chain)
+
+    def _finish(self, chain: Chain) -> Optional[Chain]:
+        """Forget a sent chain (idle streams leave nothing behind); return what waited behind it."""
+        with self._lock:
+            pending = self._pending.get(chain.key)
+            if pending is not None and chain in pending:
+                pending.remove(chain)
+                if not pending:
+                    del self._pending[chain.key]
+            return None if self._abort.is_set() else chain.successor
 
     def _settle(self, batch: Batch, sent: int, drops: Dict[str, int]) -> None:
         with self._lock:

@@ -161,8 +161,9 @@ def test_batches_of_one_stream_go_out_in_parallel(fake, make_handler, logger):
     handler = make_handler(fake.endpoint_url, max_batch_count=10, max_concurrency=4, flush_interval=3600)
     logger.addHandler(handler)
     gate = fake.gate()
+    now = int(time.time() * 1000)
     for i in range(100):
-        logger.info("p%d", i)
+        log_at(logger, now + i, f"p{i}")  # distinct milliseconds: no batch must wait for another
     handler.flush(0)  # ask for a send now, do not wait
     assert fake.wait_for_in_flight(4)
     assert fake.in_flight == 4  # never more than max_concurrency
@@ -364,3 +365,15 @@ def test_data_already_accepted_counts_as_delivered(fake, make_handler, logger):
     assert handler.flush(10)
     assert handler.stats()["sent"] == 1 and handler.stats()["dropped"] == 0
     assert fake.calls["PutLogEvents"] == 1  # not resent
+
+
+def test_equal_timestamps_beyond_one_request_keep_their_order(fake, make_handler, logger):
+    handler = make_handler(fake.endpoint_url, max_batch_count=10, max_concurrency=4, flush_interval=3600)
+    logger.addHandler(handler)
+    now = int(time.time() * 1000)
+    sent = [(now + i // 35, f"q{i}") for i in range(140)]  # runs of 35 equal timestamps, batches of 10
+    for ts, msg in sent:
+        log_at(logger, ts, msg)
+    assert handler.flush(10)
+    assert fake.events("test-group", "test-stream") == sent
+    assert max(r["count"] for r in fake.put_requests) <= 10

@@ -22,6 +22,7 @@ from cwlhandler.planner import (
     HOUR_MS,
     MAX_AGE_MS,
     MAX_FUTURE_MS,
+    chains,
     fit_event,
     measure,
     plan_batches,
@@ -201,10 +202,22 @@ def run_plan(events, now=NOW, *, max_count=API_MAX_BATCH_COUNT, max_bytes=API_MA
         assert stamps[-1] - stamps[0] < DAY_MS
         assert all(now - max_age_ms <= t <= now + MAX_FUTURE_MS for t in stamps)
     for batch, following in zip(batches, batches[1:]):  # greedy: closed only when it had to
-        nxt = following[0]
-        assert (len(batch) == max_count
-                or cost(batch) + nxt[2] + EVENT_OVERHEAD > max_bytes
-                or nxt[0] - batch[0][0] >= DAY_MS)
+        if batch[-1][0] == following[0][0]:
+            # Chained: only a batch that is all one millisecond may end inside a run of equal timestamps.
+            assert {e[0] for e in batch} == {following[0][0]}
+            run = following[:1]
+        else:
+            # Ended before a run of equal timestamps: the whole run would not have fitted.
+            run = [e for e in following if e[0] == following[0][0]]
+        assert (len(batch) + len(run) > max_count
+                or cost(batch) + cost(run) > max_bytes
+                or run[0][0] - batch[0][0] >= DAY_MS)
+    grouped = chains(batches)
+    assert [b for chain in grouped for b in chain] == batches
+    for chain in grouped:
+        assert all(a[-1][0] == b[0][0] for a, b in zip(chain, chain[1:]))
+    for a, b in zip(grouped, grouped[1:]):  # separate chains never share a timestamp
+        assert a[-1][-1][0] < b[0][0][0]
     return batches, drops
 
 

@@ -747,9 +747,6 @@ def test_five_megabyte_message_by_oversize_policy(fake, make_handler, logger, po
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="oversize='split' with max_concurrency > 1: the pieces of one record, "
-                   "each in its own request, are sent in parallel and stored out of order (equal timestamps are "
-                   "ordered by ingestion), so they no longer join back to the message")
 def test_split_pieces_of_one_record_stay_in_order_with_parallel_senders(fake, make_handler, logger):
     precreate(fake.endpoint_url)
     # The first request to arrive (one of pieces 1-4: four workers take them first) answers a second late;
