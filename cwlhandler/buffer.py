@@ -20,13 +20,19 @@ Item = Tuple[int, str, int, Tuple[str, str]]
 
 
 class Cut:
-    """A prefix of the buffer handed to the flusher; ``pending`` counts open batches."""
+    """A prefix of the buffer handed to the flusher; ``pending`` counts open batches.
 
-    __slots__ = ("end", "pending")
+    Its records still count against the buffer's bounds (``records``,
+    ``nbytes``) until it is settled, so the bounds bound memory.
+    """
 
-    def __init__(self, end: int, pending: int) -> None:
+    __slots__ = ("end", "pending", "records", "nbytes")
+
+    def __init__(self, end: int, pending: int, records: int = 0, nbytes: int = 0) -> None:
         self.end = end
         self.pending = pending
+        self.records = records
+        self.nbytes = nbytes
 
 
 class Buffer:
@@ -45,6 +51,8 @@ class Buffer:
         self._room = threading.Condition(self._lock)  # emit() waits here under on_full="block"
         self._items: Deque[Item] = deque()
         self._bytes = 0
+        self._held_records = 0  # taken by the flusher, not yet settled
+        self._held_bytes = 0
         self._max_records = max_records
         self._max_bytes = max_bytes
         self._on_full = on_full
@@ -64,11 +72,18 @@ class Buffer:
         self.dropped_shutdown = 0
 
     # -- producer side (application threads) ------------------------------------------
+    def _full(self, size: int) -> bool:
+        """Would one more record of ``size`` break a bound (counting records being sent)?"""
+        return (
+            len(self._items) + self._held_records >= self._max_records
+            or self._bytes + self._held_bytes + size > self._max_bytes
+        )
+
     def append(self, item: Item) -> None:
         size = item[2] + EVENT_OVERHEAD
         with self._lock:
             items = self._items
-            if self.closing or len(items) >= self._max_records or self._bytes + size > self._max_bytes:
+            if self.closing or self._full(size):
                 if not self._admit(size):
                     self.refused += 1
                     return
@@ -97,20 +112,21 @@ class Buffer:
         if self._on_full == "block":
             self._woken = True
             self.changed.notify_all()
-            while not self.closing and (
-                len(self._items) >= self._max_records or self._bytes + size > self._max_bytes
-            ):
+            while not self.closing and self._full(size):
                 self._room.wait()
             if self.closing:
                 self.dropped_shutdown += 1
                 return False
             return True
         dropped = 0
-        while self._items and (len(self._items) >= self._max_records or self._bytes + size > self._max_bytes):
+        while self._items and self._full(size):
             self._bytes -= self._items.popleft()[2] + EVENT_OVERHEAD
             dropped += 1
         self.dropped_full += dropped
         self._drop_front(dropped)
+        if self._full(size):  # all the room is taken by records being sent: those are kept
+            self.dropped_full += 1
+            return False
         return True
 
     # -- consumer side (the flusher) ---------------------------------------------------
@@ -186,7 +202,9 @@ class Buffer:
             time.monotonic() - max(0.0, time.time() - items[0][0] / 1000) if items else None
         )
         self._woken = False
-        cut = Cut(self.removed, 1)  # held open until the flusher has submitted its batches
+        cut = Cut(self.removed, 1, len(taken), size)  # held open until the flusher has submitted its batches
+        self._held_records += len(taken)
+        self._held_bytes += size
         self._cuts.append(cut)
         self._room.notify_all()
         return cut, taken
@@ -195,6 +213,10 @@ class Buffer:
         """Mark ``batches`` of ``cut`` done (the flusher's hold counts as one)."""
         with self._lock:
             cut.pending -= batches
+            if cut.pending == 0:
+                self._held_records -= cut.records
+                self._held_bytes -= cut.nbytes
+                self._room.notify_all()
             self._advance()
 
     def open_batches(self, cut: Cut, batches: int) -> None:

@@ -279,7 +279,7 @@ def test_bad_credentials_report_once_retry_slowly_and_keep_buffering(make_handle
 
 
 def _fill_behind_a_held_sender(fake, make_handler, logger, on_full):
-    """max_concurrency=1 and batches of 10: two batches leave the buffer, then it holds 25."""
+    """max_concurrency=1 and batches of 10: two batches are being sent and still count; 5 more fit."""
     handler = make_handler(
         fake.endpoint_url, on_full=on_full, max_concurrency=1, max_batch_count=10, max_buffer_records=25,
         flush_interval=3600,
@@ -300,13 +300,13 @@ def test_full_buffer_drops_exactly_by_policy(fake, make_handler, logger, on_full
     handler = _fill_behind_a_held_sender(fake, make_handler, logger, on_full)
     for i in range(20, 60):
         logger.info("a%d", i)
-    assert handler.stats()["dropped_by_reason"] == {"buffer_full": 15}
+    assert handler.stats()["dropped_by_reason"] == {"buffer_full": 35}
     handler.gate.set()
     assert handler.flush(10)
-    kept = list(range(20, 45)) if on_full == "drop_newest" else list(range(35, 60))
+    kept = list(range(20, 25)) if on_full == "drop_newest" else list(range(55, 60))
     stored = [m for _, m in fake.events("test-group", "test-stream")]
     assert sorted(stored) == sorted(f"a{i}" for i in list(range(20)) + kept)
-    assert handler.stats()["sent"] == 45
+    assert handler.stats()["sent"] == 25
 
 
 def test_block_policy_blocks_only_until_there_is_room(fake, make_handler, logger):
@@ -322,7 +322,7 @@ def test_block_policy_blocks_only_until_there_is_room(fake, make_handler, logger
 
     thread = threading.Thread(target=produce)
     thread.start()
-    wait_until(lambda: handler.stats()["buffered"] == 25, state=handler.stats)
+    wait_until(lambda: handler.stats()["buffered"] == 5, state=handler.stats)
     assert not done.is_set()  # blocked: the buffer is full and nothing can leave
     handler.gate.set()
     assert done.wait(10)

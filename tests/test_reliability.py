@@ -259,8 +259,8 @@ OUTAGES = {
 ])
 def test_full_outage_then_recovery_keeps_exactly_what_fits(fake, make_handler, logger, capfd, outage, on_full):
     """One worker, batches of 10, a buffer of 25: during the outage the sender holds two batches (one being
-    retried, one queued: ``free_slots`` is 2 * max_concurrency), the buffer 25 records, and every other record
-    is an exact ``buffer_full`` drop chosen by the policy."""
+    retried, one queued: ``free_slots`` is 2 * max_concurrency), which count against the bound, so the buffer
+    takes 5 more records, and every other record is an exact ``buffer_full`` drop chosen by the policy."""
     precreate(fake.endpoint_url)
     proxy = FaultProxy(fake.endpoint_url).start()
     try:
@@ -282,9 +282,9 @@ def test_full_outage_then_recovery_keeps_exactly_what_fits(fake, make_handler, l
         for ts, msg in logged[20:]:
             emit_at(logger, ts, msg)
         stats = handler.stats()
-        held = 2 * 10  # in flight + queued
-        assert stats["buffered"] == 25
-        assert stats["dropped_by_reason"] == {"buffer_full": len(logged) - held - 25}
+        # The 20 records being sent count against the bound of 25: 5 more fit.
+        assert stats["buffered"] == 5
+        assert stats["dropped_by_reason"] == {"buffer_full": len(logged) - 25}
 
         # Retries bounded by backoff: at least a dozen calls, no more than the policy allows in that time.
         wait_until(lambda: handler.stats()["api_calls"] >= 12, state=handler.stats)
@@ -295,14 +295,14 @@ def test_full_outage_then_recovery_keeps_exactly_what_fits(fake, make_handler, l
         proxy.up()
         assert handler.flush(20)
 
-        kept = logged[20:45] if on_full == "drop_newest" else logged[-25:]
+        kept = logged[20:25] if on_full == "drop_newest" else logged[-5:]
         expected = logged[:20] + kept
         assert fake.events(GROUP, STREAM) == expected  # once each, in order, exactly the ones that fit
         stats = handler.stats()
         oks = ok_requests(fake)
-        assert sum(r["count"] for r in oks) == 45
-        assert stats["sent"] == 45 and stats["emitted"] == len(logged)
-        assert stats["dropped_by_reason"] == {"buffer_full": len(logged) - 45}
+        assert sum(r["count"] for r in oks) == 25
+        assert stats["sent"] == 25 and stats["emitted"] == len(logged)
+        assert stats["dropped_by_reason"] == {"buffer_full": len(logged) - 25}
         assert stats["api_calls"] == stats["retries"] + len(oks)  # each batch: one success, the rest retries
         if outage == "refused":
             assert fake.calls["PutLogEvents"] == len(oks)  # refused connections never reached the service
@@ -310,7 +310,7 @@ def test_full_outage_then_recovery_keeps_exactly_what_fits(fake, make_handler, l
             assert fake.calls["PutLogEvents"] == stats["api_calls"]
         handler.close()
         err = capfd.readouterr().err
-        assert f"buffer_full: {len(logged) - 45}" in err, err  # the loss is reported, not silent
+        assert f"buffer_full: {len(logged) - 25}" in err, err  # the loss is reported, not silent
         tally(handler, faults=stats["retries"], delivered=len(expected))
     finally:
         proxy.stop()
