@@ -5,6 +5,7 @@ shared/reference/cloudwatch-facts.md), never by calling the function under test.
 """
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 
@@ -201,14 +202,16 @@ def run_plan(events, now=NOW, *, max_count=API_MAX_BATCH_COUNT, max_bytes=API_MA
         assert stamps == sorted(stamps)
         assert stamps[-1] - stamps[0] < DAY_MS
         assert all(now - max_age_ms <= t <= now + MAX_FUTURE_MS for t in stamps)
-    for batch, following in zip(batches, batches[1:]):  # greedy: closed only when it had to
+    for k, (batch, following) in enumerate(zip(batches, batches[1:])):  # greedy: closed only when it had to
         if batch[-1][0] == following[0][0]:
             # Chained: only a batch that is all one millisecond may end inside a run of equal timestamps.
             assert {e[0] for e in batch} == {following[0][0]}
             run = following[:1]
         else:
-            # Ended before a run of equal timestamps: the whole run would not have fitted.
-            run = [e for e in following if e[0] == following[0][0]]
+            # Ended before a run of equal timestamps: the whole run (which may go on into the batches
+            # after) would not have fitted.
+            later = [e for b in batches[k + 1:] for e in b]
+            run = list(itertools.takewhile(lambda e: e[0] == following[0][0], later))
         assert (len(batch) + len(run) > max_count
                 or cost(batch) + cost(run) > max_bytes
                 or run[0][0] - batch[0][0] >= DAY_MS)
