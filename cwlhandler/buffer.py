@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_right
 from collections import deque
+from itertools import accumulate, islice, repeat
+from operator import add, itemgetter
 from typing import Callable, Deque, List, Optional, Tuple, Union
 
 from .planner import EVENT_OVERHEAD
 
 # (timestamp_ms, message, nbytes, (group, stream))
 Item = Tuple[int, str, int, Tuple[str, str]]
+_nbytes = itemgetter(2)
 
 
 class Cut:
@@ -82,11 +86,11 @@ class Buffer:
     def append(self, item: Item) -> None:
         size = item[2] + EVENT_OVERHEAD
         with self._lock:
-            items = self._items
             if self.closing or self._full(size):
                 if not self._admit(size):
                     self.refused += 1
                     return
+            items = self._items  # (read after _admit: a take may replace the deque while it waits)
             items.append(item)
             self._bytes += size
             self.appended += 1
@@ -175,26 +179,25 @@ class Buffer:
                 limit_count = min(limit_count, len(self._items) // count * count)
             if self._bytes >= nbytes:
                 limit_bytes = min(limit_bytes, self._bytes // nbytes * nbytes)
-        taken: List[Item] = []
-        size = 0
         items = self._items
-        while items and len(taken) < limit_count:
-            cost = items[0][2] + EVENT_OVERHEAD
-            if taken and size + cost > limit_bytes:
-                break
-            taken.append(items.popleft())
-            size += cost
-        if whole_batches and items:
+        # Running totals over the candidates, in C, then one bisection: no per-record Python loop.
+        totals = list(accumulate(map(add, map(_nbytes, islice(items, limit_count)), repeat(EVENT_OVERHEAD))))
+        take = max(1, bisect_right(totals, limit_bytes))  # the first record always goes
+        if whole_batches and take < len(items):
             # End the cut between two milliseconds when it can: work that shares a
             # timestamp with work in flight has to wait for it (see sender.Chain).
-            keep = len(taken)
-            while keep > 1 and taken[keep - 1][0] == items[0][0]:
+            boundary = items[take][0]
+            keep = take
+            while keep > 1 and items[keep - 1][0] == boundary:
                 keep -= 1
-            if keep > 1 or taken[0][0] != items[0][0]:
-                for item in reversed(taken[keep:]):
-                    items.appendleft(item)
-                    size -= item[2] + EVENT_OVERHEAD
-                del taken[keep:]
+            if keep > 1 or items[0][0] != boundary:
+                take = keep
+        taken = list(islice(items, take))
+        size = totals[take - 1]
+        if take == len(items):
+            items.clear()
+        else:
+            self._items = items = deque(islice(items, take, None))
         self._bytes -= size
         self.removed += len(taken)
         # The oldest record left arrived about when it was created (never later).

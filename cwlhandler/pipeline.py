@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from operator import itemgetter
 from typing import Any, Callable, Dict, List, Tuple
 
 from .buffer import Buffer, Cut, Item
@@ -19,6 +20,10 @@ from .stats import Reporter, Stats
 
 # How often an idle flusher wakes to report drops that happened meanwhile.
 REPORT_TICK = 5.0
+
+
+_key = itemgetter(3)
+_nbytes = itemgetter(2)
 
 
 def now_ms() -> int:
@@ -86,16 +91,20 @@ class Pipeline:
         limit = settings.max_event_bytes - EVENT_OVERHEAD
         streams: Dict[Tuple[str, str], List[Event]] = {}
         oversize = 0
-        for item in items:
-            events = streams.get(item[3])
-            if events is None:
-                events = streams[item[3]] = []
-            if item[2] <= limit:
-                events.append(item)  # the planner reads only the first three fields
-            else:
-                fitted = fit_event(item[:3], settings.oversize, settings.max_event_bytes)  # type: ignore[arg-type]
-                oversize += not fitted
-                events.extend(fitted)
+        keys = set(map(_key, items))
+        if len(keys) == 1 and max(map(_nbytes, items)) <= limit:
+            streams[keys.pop()] = items  # the common case, without a per-record Python loop
+        else:
+            for item in items:
+                events = streams.get(item[3])
+                if events is None:
+                    events = streams[item[3]] = []
+                if item[2] <= limit:
+                    events.append(item)  # the planner reads only the first three fields
+                else:
+                    fitted = fit_event(item[:3], settings.oversize, settings.max_event_bytes)  # type: ignore[arg-type]
+                    oversize += not fitted
+                    events.extend(fitted)
         drops: Dict[str, int] = {"oversize": oversize} if oversize else {}
         now = self._clock_ms()
         work: List[Tuple[Tuple[str, str], List[Batch]]] = []
