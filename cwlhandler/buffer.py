@@ -55,9 +55,9 @@ class Buffer:
         self._room = threading.Condition(self._lock)  # emit() waits here under on_full="block"
         self._items: Deque[Item] = deque()
         self._bytes = 0
-        self._held_records = 0  # taken by the flusher, not yet settled
-        self._held_bytes = 0
-        self._max_records = max_records
+        # Room left under the bounds; records taken by the flusher keep theirs until settled.
+        self._room_records = max_records
+        self._room_bytes = max_bytes
         self._max_bytes = max_bytes
         self._on_full = on_full
         self._batch_count = batch_count
@@ -78,20 +78,23 @@ class Buffer:
     # -- producer side (application threads) ------------------------------------------
     def _full(self, size: int) -> bool:
         """Would one more record of ``size`` break a bound (counting records being sent)?"""
-        return (
-            len(self._items) + self._held_records >= self._max_records
-            or self._bytes + self._held_bytes + size > self._max_bytes
-        )
+        return self._room_records <= 0 or self._room_bytes < size
+
+    def _free(self, records: int, nbytes: int) -> None:
+        self._room_records += records
+        self._room_bytes += nbytes
 
     def append(self, item: Item) -> None:
         size = item[2] + EVENT_OVERHEAD
         with self._lock:
-            if self.closing or self._full(size):
+            if self.closing or self._room_records <= 0 or self._room_bytes < size:
                 if not self._admit(size):
                     self.refused += 1
                     return
             items = self._items  # (read after _admit: a take may replace the deque while it waits)
             items.append(item)
+            self._room_records -= 1
+            self._room_bytes -= size
             self._bytes += size
             self.appended += 1
             if self._first_at is None:
@@ -124,7 +127,9 @@ class Buffer:
             return True
         dropped = 0
         while self._items and self._full(size):
-            self._bytes -= self._items.popleft()[2] + EVENT_OVERHEAD
+            cost = self._items.popleft()[2] + EVENT_OVERHEAD
+            self._bytes -= cost
+            self._free(1, cost)
             dropped += 1
         self.dropped_full += dropped
         self._drop_front(dropped)
@@ -206,8 +211,6 @@ class Buffer:
         )
         self._woken = False
         cut = Cut(self.removed, 1, len(taken), size)  # held open until the flusher has submitted its batches
-        self._held_records += len(taken)
-        self._held_bytes += size
         self._cuts.append(cut)
         self._room.notify_all()
         return cut, taken
@@ -217,8 +220,7 @@ class Buffer:
         with self._lock:
             cut.pending -= batches
             if cut.pending == 0:
-                self._held_records -= cut.records
-                self._held_bytes -= cut.nbytes
+                self._free(cut.records, cut.nbytes)
                 self._room.notify_all()
             self._advance()
 
@@ -260,6 +262,7 @@ class Buffer:
         with self._lock:
             n = len(self._items)
             self._items.clear()
+            self._free(n, self._bytes)
             self._bytes = 0
             self.dropped_shutdown += n
             self.closing = True

@@ -7,11 +7,12 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 from urllib.parse import urlparse
 
 import boto3
 
+from .buffer import Item
 from .config import Settings
 from .naming import NameTemplate, Router, new_uuid
 from .pipeline import Pipeline
@@ -94,6 +95,7 @@ class CloudWatchLogsHandler(logging.Handler):
         self.retry_policy = RetryPolicy()
         self._reporter = Reporter(log_group)
         self._pipeline: Optional[Pipeline] = None
+        self._append: Optional[Callable[[Item], None]] = None  # the pipeline's buffer.append, once started
         self._start_lock = threading.Lock()
         self._closed = False
         self._late = 0  # records emitted after close
@@ -121,8 +123,8 @@ class CloudWatchLogsHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Format on the caller's thread and buffer; never raises, never does I/O."""
         try:
-            pipeline = None if self._closed else self._pipeline or self._start()
-            if pipeline is None:
+            append = self._append or self._start()
+            if append is None:
                 self._late += 1
                 return
             try:
@@ -139,7 +141,7 @@ class CloudWatchLogsHandler(logging.Handler):
                 timestamp = int(record.created * 1000)
             except (TypeError, ValueError, OverflowError):  # NaN, inf, None: a broken clock or record
                 timestamp = int(time.time() * 1000)
-            pipeline.buffer.append((timestamp, message, nbytes, self._router.route(record)))
+            append((timestamp, message, nbytes, self._router.route(record)))
         except Exception:
             self.handleError(record)
 
@@ -170,6 +172,7 @@ class CloudWatchLogsHandler(logging.Handler):
             if self._closed:
                 return
             self._closed = True
+            self._append = None  # later records are counted as "closed"
         try:
             pipeline = self._pipeline
             if pipeline is not None:
@@ -208,8 +211,8 @@ class CloudWatchLogsHandler(logging.Handler):
             return stalled[1]
         return time.monotonic() + self.settings.shutdown_timeout
 
-    def _start(self) -> Optional[Pipeline]:
-        """Make and start this process's pipeline on the first record (None once closed)."""
+    def _start(self) -> Optional[Callable[[Item], None]]:
+        """Make and start this process's pipeline on the first record; its buffer's append (None once closed)."""
         with self._start_lock:
             if self._closed:
                 return None
@@ -219,7 +222,8 @@ class CloudWatchLogsHandler(logging.Handler):
                 )
                 pipeline.start()
                 self._pipeline = pipeline
-            return self._pipeline
+                self._append = pipeline.buffer.append
+            return self._append
 
     def _make_client(self) -> Any:
         if self._client is not None:
@@ -229,6 +233,7 @@ class CloudWatchLogsHandler(logging.Handler):
     def _after_fork_in_child(self) -> None:
         """Forget the parent's pipeline; the child's first record starts its own."""
         self._pipeline = None
+        self._append = None
         self._start_lock = threading.Lock()
         self._reporter = Reporter(self.log_group)  # its lock may have been held by a parent thread
         self._format_errors = self._late = 0

@@ -137,9 +137,12 @@ class Pipeline:
             self.buffer.abandon()
             self.sender.abort()
         self.sender.stop()
+        # Idle threads end at once; after an abort a worker may sit in an HTTP call: its
+        # batch is already counted, and as a daemon it cannot hold up the exit.
+        join_by = deadline if delivered else time.monotonic() + 0.05
         for thread in [self._flusher] + self.sender.threads:
             if thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()) if delivered else 0.05)
+                thread.join(max(0.0, join_by - time.monotonic()))
         self.reporter.drops(self.stats_snapshot()["dropped_by_reason"], force=True)  # type: ignore[arg-type]
         return delivered
 
