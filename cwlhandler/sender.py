@@ -27,11 +27,15 @@ from botocore.exceptions import (
 from .planner import Event, add_counts, rejected_by_reason, request_body, request_events
 from .stats import Reporter, Stats
 
-# Marks the threads that ship records: records logged on them (botocore, urllib3)
-# are never fed back into any cwlhandler handler.  Thread-local, so the mark dies
-# with the thread (thread ids are reused).
 class _ThreadState(threading.local):
-    # Class-level defaults: a missing thread-local attribute would cost an exception per lookup.
+    """Per-thread state of the shipping threads.
+
+    ``shipping`` marks them: records logged on them (botocore, urllib3) are
+    never fed back into any cwlhandler handler.  Thread-local, so the mark dies
+    with the thread (thread ids are reused).  Class-level defaults: a missing
+    thread-local attribute would cost an exception per lookup.
+    """
+
     shipping = False
     body: Optional[bytes] = None  # a PutLogEvents body encoded by this worker, for the hook
 
@@ -45,7 +49,6 @@ def _send_prepared_body(params: Dict[str, Any], **_: Any) -> None:
     if body is not None:
         params["body"] = body
         thread_state.body = None
-
 
 
 OK, RETRY, OPERATOR, MISSING, INVALID, ERROR = "ok", "retry", "operator", "missing", "invalid", "error"

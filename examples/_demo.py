@@ -26,6 +26,8 @@ from typing import List, Tuple
 
 import boto3
 
+from cwlhandler.cli import read_stream
+
 ENV = "CWL_ENDPOINT_URL"
 
 
@@ -56,16 +58,8 @@ def events(group: str) -> List[Tuple[str, str]]:
     for page in client.get_paginator("describe_log_streams").paginate(logGroupName=group):
         for stream in page["logStreams"]:
             name = stream["logStreamName"]
-            token = None
-            while True:
-                kwargs = dict(logGroupName=group, logStreamName=name, startFromHead=True)
-                if token:
-                    kwargs["nextToken"] = token
-                response = client.get_log_events(**kwargs)
-                result += [(name, e["message"]) for e in response["events"]]
-                if response["nextForwardToken"] == token:
-                    break
-                token = response["nextForwardToken"]
+            stored, _ = read_stream(client, group, name)
+            result += [(name, e["message"]) for e in stored]
     return result
 
 

@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from strict_fake import StrictFake  # noqa: E402
 
 from cwlhandler import CloudWatchLogsHandler  # noqa: E402
+from cwlhandler.cli import read_stream  # noqa: E402
 from cwlhandler.sender import RetryPolicy  # noqa: E402
 
 # Dummy credentials only: nothing here ever reaches AWS.
@@ -56,18 +57,8 @@ def logs_client(endpoint_url: str):
 
 def read_events(endpoint_url: str, group: str, stream: str) -> List[tuple]:
     """Every (timestamp, message) of a stream, oldest first, through GetLogEvents paging."""
-    client = logs_client(endpoint_url)
-    events: List[tuple] = []
-    token = None
-    while True:
-        kwargs = dict(logGroupName=group, logStreamName=stream, startFromHead=True)
-        if token:
-            kwargs["nextToken"] = token
-        page = client.get_log_events(**kwargs)
-        events += [(e["timestamp"], e["message"]) for e in page["events"]]
-        if page["nextForwardToken"] == token:
-            return events
-        token = page["nextForwardToken"]
+    events, _ = read_stream(logs_client(endpoint_url), group, stream)
+    return [(e["timestamp"], e["message"]) for e in events]
 
 
 @pytest.fixture
