@@ -177,17 +177,20 @@ class Buffer:
         rest to fill the next one: half-empty requests cost a call each.
         """
         count, nbytes = self._batch_count, self._batch_bytes
-        limit_count = slots * count
-        limit_bytes = slots * nbytes
-        if whole_batches:
-            if len(self._items) >= count:
-                limit_count = min(limit_count, len(self._items) // count * count)
-            if self._bytes >= nbytes:
-                limit_bytes = min(limit_bytes, self._bytes // nbytes * nbytes)
         items = self._items
-        # Running totals over the candidates, in C, then one bisection: no per-record Python loop.
-        totals = list(accumulate(map(add, map(_nbytes, islice(items, limit_count)), repeat(EVENT_OVERHEAD))))
-        take = max(1, bisect_right(totals, limit_bytes))  # the first record always goes
+        # Running totals over the candidates, in C, then bisections: no per-record Python loop.
+        totals = list(accumulate(map(add, map(_nbytes, islice(items, slots * count)), repeat(EVENT_OVERHEAD))))
+        if whole_batches:
+            # As many records as fill whole requests, packed the way the planner packs them.
+            take = 0
+            for _ in range(slots):
+                end = min(take + count, bisect_right(totals, (totals[take - 1] if take else 0) + nbytes))
+                if end - take < count and end >= len(items):
+                    break  # the rest does not fill a request yet
+                take = end
+            take = max(1, take)
+        else:
+            take = max(1, bisect_right(totals, slots * nbytes))  # the first record always goes
         if whole_batches and take < len(items):
             # End the cut between two milliseconds when it can: work that shares a
             # timestamp with work in flight has to wait for it (see sender.Chain).
