@@ -274,10 +274,17 @@ class Buffer:
             return n
 
     def _drop_front(self, n: int) -> None:
-        """Positions dropped from the front are settled at once."""
+        """Positions dropped from the front are settled at once.
+
+        They extend a settled cut already waiting behind one in flight, so a
+        long outage with ``drop_oldest`` does not pile up a cut per drop.
+        """
         if n:
             self.removed += n
-            self._cuts.append(Cut(self.removed, 0))
+            if self._cuts and self._cuts[-1].pending <= 0:
+                self._cuts[-1].end = self.removed
+            else:
+                self._cuts.append(Cut(self.removed, 0))
             self._advance()
 
     def __len__(self) -> int:

@@ -1,0 +1,43 @@
+"""The buffer alone: bounds that include records being sent, and bounded bookkeeping."""
+from __future__ import annotations
+
+import time
+
+from cwlhandler.buffer import Buffer
+
+
+def make(on_full="drop_oldest", max_records=10):
+    return Buffer(max_records=max_records, max_bytes=10**9, on_full=on_full, batch_count=5,
+                  batch_bytes=10**9, flush_interval=3600)
+
+
+def item(i):
+    return (i, f"m{i}", len(f"m{i}"), ("g", "s"))
+
+
+def test_a_long_outage_with_drop_oldest_keeps_bookkeeping_bounded():
+    buffer = make()
+    for i in range(5):
+        buffer.append(item(i))
+    cut, taken = buffer.take(lambda: 1, idle=0)
+    buffer.open_batches(cut, 1)  # as the flusher does: one batch, then it releases its hold
+    buffer.settle(cut)
+    assert [t[0] for t in taken] == [0, 1, 2, 3, 4]
+    for i in range(5, 100_005):  # the batch stays in flight: an outage
+        buffer.append(item(i))
+    assert len(buffer) == 5  # 10 records of room, 5 of them held by the batch in flight
+    assert buffer.dropped_full == 100_000 - 5
+    assert buffer.settled == 0
+    assert len(buffer._cuts) <= 2  # the cut in flight and one merged run of drops, not one per drop
+    buffer.settle(cut)  # the batch is acknowledged at last
+    assert buffer.settled == buffer.removed == 100_000
+
+
+def test_flush_waits_for_records_taken_but_not_settled():
+    buffer = make(on_full="drop_newest")
+    for i in range(3):
+        buffer.append(item(i))
+    assert buffer.wait_settled(time.monotonic() + 0.01) is False
+    cut, taken = buffer.take(lambda: 1, idle=0)
+    buffer.settle(cut)  # the hold: no batches were opened, so the cut is done
+    assert buffer.wait_settled(time.monotonic() + 0.01) is True
