@@ -694,8 +694,7 @@ def cmd_ship(args: argparse.Namespace) -> int:
         state.stopping = True  # a signal from now on changes nothing: close() is bounded anyway
         if state.closer is not None:
             state.closer.join()
-        else:
-            handler.close()
+        handler.close()  # (idempotent, if the closer already did)
         logger.removeHandler(handler)
         restore()
     stats = handler.stats()
@@ -744,8 +743,18 @@ def _install_ship_signals(state: _ShipState, handler: Any) -> _Restore:
         state.stopping = True
         state.signal_name = signal.Signals(signum).name
         if state.in_emit and state.closer is None:
-            state.closer = threading.Thread(target=handler.close, name="cwlhandler-cli-close", daemon=True)
+            state.closer = threading.Thread(target=close_if_stuck, name="cwlhandler-cli-close", daemon=True)
             state.closer.start()
+
+    def close_if_stuck() -> None:
+        # An emit that is merely running finishes at once (the main thread then closes);
+        # one still running after a moment waits for buffer room (on_full=block, endpoint
+        # down): closing releases it.
+        deadline = time.monotonic() + 1.0
+        while state.in_emit and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if state.in_emit:
+            handler.close()
 
     for signum in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
         if signum is None:
@@ -819,19 +828,19 @@ def _ship_fd(fd: int, logger: logging.Logger, state: _ShipState, out: Any, wake_
 
 
 def _ship_line(line: bytes, ending: bytes, logger: logging.Logger, state: _ShipState, out: Any) -> Any:
+    """Hand one line to the handler, then echo it (so what was echoed was handed over)."""
+    text = (line[:-1] if line.endswith(b"\r") else line).decode("utf-8", "replace")
+    state.in_emit = True
+    try:
+        logger.info(text)
+    finally:
+        state.in_emit = False
     if out is not None:
         try:
             out.write(line + ending)
         except BrokenPipeError:  # whoever read our copy is gone; keep shipping
             _silence_stdout()
             out = None
-    if line.endswith(b"\r"):
-        line = line[:-1]
-    state.in_emit = True
-    try:
-        logger.info(line.decode("utf-8", "replace"))
-    finally:
-        state.in_emit = False
     return out
 
 
