@@ -113,8 +113,11 @@ class CloudWatchLogsHandler(logging.Handler):
         """
         if thread_state.shipping:
             return False
-        rv = self.filter(record) if self.filters else True
-        if isinstance(rv, logging.LogRecord):
+        if not self.filters:
+            self.emit(record)
+            return True
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may return a new record
             record = rv
         if rv:
             self.emit(record)
@@ -141,7 +144,8 @@ class CloudWatchLogsHandler(logging.Handler):
                 timestamp = int(record.created * 1000)
             except (TypeError, ValueError, OverflowError):  # NaN, inf, None: a broken clock or record
                 timestamp = int(time.time() * 1000)
-            append((timestamp, message, nbytes, self._router.route(record)))
+            router = self._router
+            append((timestamp, message, nbytes, router.static or router.route(record)))
         except Exception:
             self.handleError(record)
 

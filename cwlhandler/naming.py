@@ -115,14 +115,14 @@ class Router:
         self.fields = tuple(f for f in RECORD_FIELDS if f in group.record_fields + stream.record_fields)
         self._getters = tuple(_RECORD_VALUE[f] for f in self.fields)
         self._cache: Dict[Tuple[object, ...], Tuple[str, str]] = {}
-        self._static: Optional[Tuple[str, str]] = None
+        self.static: Optional[Tuple[str, str]] = None
         self.reset()
 
     def reset(self) -> None:
         """Recompute process fields (``{pid}`` changes in a forked child)."""
         self._process = process_fields(self.uuid)
         self._cache = {}
-        self._static = None if self.fields else self._render(())
+        self.static = None if self.fields else self._render(())
 
     def _render(self, values: Tuple[object, ...]) -> Tuple[str, str]:
         fields = dict(self._process)
@@ -130,7 +130,7 @@ class Router:
         return self.group.render(fields), self.stream.render(fields)
 
     def route(self, record: logging.LogRecord) -> Tuple[str, str]:
-        static = self._static
+        static = self.static  # set when no placeholder depends on the record
         if static is not None:
             return static
         values = tuple(get(record) for get in self._getters)
