@@ -5,7 +5,7 @@ often as strings, so numbers and booleans given as text are accepted too.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from .planner import API_MAX_BATCH_BYTES, API_MAX_BATCH_COUNT, API_MAX_EVENT_BYTES, DAY_MS, MAX_AGE_MS
@@ -104,7 +104,3 @@ class Settings:
         if self.retention_days is None:
             return MAX_AGE_MS
         return min(MAX_AGE_MS, self.retention_days * DAY_MS)
-
-    @classmethod
-    def names(cls) -> tuple:
-        return tuple(f.name for f in fields(cls))

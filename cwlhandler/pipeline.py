@@ -107,7 +107,7 @@ class Pipeline:
                     events.extend(fitted)
         drops: Dict[str, int] = {"oversize": oversize} if oversize else {}
         now = self._clock_ms()
-        work: List[Tuple[Tuple[str, str], List[Batch]]] = []
+        work: List[List[Batch]] = []
         for key, events in streams.items():
             planned, dropped = plan_batches(
                 events,
@@ -117,11 +117,11 @@ class Pipeline:
                 max_age_ms=settings.max_age_ms,
             )
             add_counts(drops, dropped)
-            work += [(key, [Batch(key, batch, cut) for batch in chain]) for chain in chains(planned)]
+            work += [[Batch(key, batch, cut) for batch in chain] for chain in chains(planned)]
         self.stats.drop(drops)
-        self.buffer.open_batches(cut, sum(len(chain) for _, chain in work))
-        for key, chain in work:
-            self.sender.submit(key, chain)
+        self.buffer.open_batches(cut, sum(map(len, work)))
+        for chain in work:
+            self.sender.submit(chain)
         self.buffer.settle(cut)  # release the flusher's hold on the cut
 
     # -- flush, shutdown, stats ----------------------------------------------------------

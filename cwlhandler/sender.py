@@ -97,8 +97,8 @@ class Chain:
 
     __slots__ = ("key", "batches", "first", "last", "successor")
 
-    def __init__(self, key: Tuple[str, str], batches: List[Batch]) -> None:
-        self.key = key
+    def __init__(self, batches: List[Batch]) -> None:
+        self.key = (batches[0].group, batches[0].stream)
         self.batches = batches
         self.first = batches[0].events[0][0]
         self.last = batches[-1].events[-1][0]
@@ -220,12 +220,12 @@ class Sender:
         """Batches the flusher may still hand over: a queue as deep as the pool."""
         return 2 * self.concurrency - self._queued - len(self._in_flight)
 
-    def submit(self, key: Tuple[str, str], batches: List[Batch]) -> None:
+    def submit(self, batches: List[Batch]) -> None:
         """Queue batches of one stream that one worker sends in order (see planner.chains)."""
-        chain = Chain(key, batches)
+        chain = Chain(batches)
         with self._lock:
             if not self._abort.is_set():
-                pending = self._pending.setdefault(key, [])
+                pending = self._pending.setdefault(chain.key, [])
                 blocker = next((c for c in reversed(pending) if c.shares_timestamp(chain)), None)
                 pending.append(chain)
                 self._queued += len(batches)
