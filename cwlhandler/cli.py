@@ -26,12 +26,13 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from .config import ON_FULL, OVERSIZE
+from .planner import API_MAX_BATCH_BYTES as BATCH_BYTES_LIMIT
+from .planner import API_MAX_BATCH_COUNT as BATCH_COUNT_LIMIT
+from .planner import EVENT_OVERHEAD
+
 PROG = "cwlhandler"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-# The service's ``PutLogEvents`` limits, for the demo's "batch fill" line.
-BATCH_COUNT_LIMIT = 10_000
-BATCH_BYTES_LIMIT = 1_048_576
-EVENT_OVERHEAD = 26
 _SINCE = re.compile(r"\s*(\d+)\s*([smhd])\s*\Z", re.IGNORECASE)
 _SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # tail --follow: how far before the newest event each poll looks again (events
@@ -134,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds to deliver what was read at the end (default: 10)")
     ship.add_argument("--flush-interval", type=_seconds, default=1.0,
                       help="seconds a line may wait before it is sent (default: 1)")
-    ship.add_argument("--on-full", choices=("block", "drop_oldest", "drop_newest"), default="block",
+    ship.add_argument("--on-full", choices=ON_FULL, default="block",
                       help="when the buffer is full: wait for room (default) or drop lines")
-    ship.add_argument("--oversize", choices=("truncate", "split", "drop"), default="truncate",
+    ship.add_argument("--oversize", choices=OVERSIZE, default="truncate",
                       help="lines longer than an event may be (1 MiB): truncate (default), split or drop")
     ship.set_defaults(run=cmd_ship)
 
