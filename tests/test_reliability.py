@@ -316,6 +316,40 @@ def test_full_outage_then_recovery_keeps_exactly_what_fits(fake, make_handler, l
         proxy.stop()
 
 
+@pytest.mark.timeout(60)
+def test_failed_attempts_leave_no_request_bodies_behind(make_handler, logger):
+    """Memory stays bounded during an outage without waiting for the cyclic GC.
+
+    A caught botocore error's traceback frames reference the request, body and
+    all: each failed attempt used to leave its body in a reference cycle.
+    """
+    import gc
+    import tracemalloc
+
+    from cwlhandler import planner
+
+    handler = make_handler(f"http://127.0.0.1:{unused_port()}", max_concurrency=1, max_batch_count=500,
+                           shutdown_timeout=0.5)
+    logger.addHandler(handler)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        for i in range(500):
+            logger.info("record %d %s", i, "x" * 200)
+        wait_until(lambda: handler.stats()["api_calls"] >= 10, state=handler.stats)
+        bodies = [t for t in tracemalloc.take_snapshot().traces
+                  if t.size > 100_000 and t.traceback[0].filename == planner.__file__]
+        # At most the one being sent right now (and its str before encoding); before the fix, one per attempt.
+        assert len(bodies) <= 2, (len(bodies), handler.stats())
+    finally:
+        tracemalloc.stop()
+        if gc_was_enabled:
+            gc.enable()
+        handler.close()
+    assert handler.stats()["dropped_by_reason"] == {"shutdown": 500}
+
+
 # =================================================================================================================
 # 2. Exit, in real subprocesses
 # =================================================================================================================
