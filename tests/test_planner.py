@@ -384,3 +384,23 @@ def test_request_body_is_the_json_botocore_would_send():
         "logEvents": request_events(batch),
     }
     assert "é€".encode("utf-8") in body  # compact UTF-8, not \u escapes
+
+
+# Text that exercises every escaping route: plain, the characters escaped over the whole body
+# (quotes, backslashes, newlines, tabs, carriage returns), other control characters, the
+# placeholder character itself, non-ASCII text and JSON-looking text.
+_TRICKY = st.text(alphabet=st.sampled_from(list('ab "\\\n\r\t\x00\x01\x07\x1f\x7fé€😀{}:,u0')) | st.characters(
+    blacklist_categories=("Cs",)), min_size=1, max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**45), _TRICKY), min_size=1, max_size=30))
+def test_request_body_equals_the_json_module_for_any_text(pairs):
+    import json
+
+    batch = [(ts, msg, len(msg.encode("utf-8"))) for ts, msg in sorted(pairs)]
+    body = request_body("grp", "a/b:c", batch)
+    expected = {"logGroupName": "grp", "logStreamName": "a/b:c", "logEvents": request_events(batch)}
+    assert json.loads(body.decode("utf-8")) == expected
+    # Byte for byte what the json module writes for the same document (compact, UTF-8 kept).
+    assert body == json.dumps(expected, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
