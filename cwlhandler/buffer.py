@@ -54,7 +54,6 @@ class Buffer:
         self.changed = threading.Condition(self._lock)  # the flusher and flush() wait here
         self._room = threading.Condition(self._lock)  # emit() waits here under on_full="block"
         self._items: Deque[Item] = deque()
-        self._bytes = 0
         # Room left under the bounds; records taken by the flusher keep theirs until settled.
         self._room_records = max_records
         self._room_bytes = max_bytes
@@ -62,12 +61,19 @@ class Buffer:
         self._on_full = on_full
         self._batch_count = batch_count
         self._batch_bytes = batch_bytes
+        # Records are due by size when a request's worth waits, or half the buffer
+        # when that is less: a small buffer must not fill up and drop while the
+        # flusher waits for a request's worth it can never hold.
+        self._due_count = min(batch_count, max(1, max_records // 2))
+        self._due_bytes = min(batch_bytes, max_bytes // 2)
         self._interval = flush_interval
+        self._taken_bytes = 0  # of records taken and not yet settled
+        self._wake_room = 0  # room left when the buffered records are due by size
+        self._count_taken(0)
         self._first_at: Optional[float] = None  # when the oldest waiting record arrived
         self._cuts: Deque[Cut] = deque()
         self._woken = False
         self.refused = 0  # records append() dropped instead of buffering
-        self.appended = 0  # position after the last record in the buffer
         self.removed = 0  # position of the first record still in the buffer
         self.settled = 0  # every position below this is acknowledged or dropped
         self.flush_target = 0
@@ -84,9 +90,20 @@ class Buffer:
         self._room_records += records
         self._room_bytes += nbytes
 
+    def _count_taken(self, nbytes: int) -> None:
+        self._taken_bytes += nbytes
+        self._wake_room = self._max_bytes - self._taken_bytes - self._due_bytes
+
+    def _buffered_bytes(self) -> int:
+        """Bytes of the records waiting in the buffer (derived, so ``append`` keeps one byte counter)."""
+        return self._max_bytes - self._room_bytes - self._taken_bytes
+
     def append(self, item: Item) -> None:
+        # The hot path of every emit: two counters, no context manager (whose bound
+        # __exit__ costs an allocation per call), everything else derived on demand.
         size = item[2] + EVENT_OVERHEAD
-        with self._lock:
+        self._lock.acquire()
+        try:
             if self.closing or self._room_records <= 0 or self._room_bytes < size:
                 if not self._admit(size):
                     self.refused += 1
@@ -95,18 +112,25 @@ class Buffer:
             items.append(item)
             self._room_records -= 1
             self._room_bytes -= size
-            self._bytes += size
-            self.appended += 1
             if self._first_at is None:
                 self._first_at = time.monotonic()
-            if not self._woken and (len(items) >= self._batch_count or self._bytes >= self._batch_bytes):
+            if not self._woken and (len(items) >= self._due_count or self._room_bytes <= self._wake_room):
                 self._woken = True
                 self.changed.notify_all()
+        finally:
+            self._lock.release()
+
+    @property
+    def appended(self) -> int:
+        """Position after the last record in the buffer."""
+        with self._lock:
+            return self.removed + len(self._items)
 
     @property
     def emitted(self) -> int:
         """Records offered to ``append``."""
-        return self.appended + self.refused
+        with self._lock:
+            return self.removed + len(self._items) + self.refused
 
     def _admit(self, size: int) -> bool:
         """Closing, or full: apply the ``on_full`` policy. False means the new record is dropped (and counted)."""
@@ -127,9 +151,7 @@ class Buffer:
             return True
         dropped = 0
         while self._items and self._full(size):
-            cost = self._items.popleft()[2] + EVENT_OVERHEAD
-            self._bytes -= cost
-            self._free(1, cost)
+            self._free(1, self._items.popleft()[2] + EVENT_OVERHEAD)
             dropped += 1
         self.dropped_full += dropped
         self._drop_front(dropped)
@@ -142,8 +164,9 @@ class Buffer:
     def take(self, free_slots: Callable[[], int], idle: float) -> Union[None, bool, Tuple[Cut, List[Item]]]:
         """Wait until records are due and the sender has room, and take them.
 
-        Records are due when a batch's worth is waiting, the oldest has waited
-        ``flush_interval``, a flush was asked for, or the handler is closing.
+        Records are due when a batch's worth is waiting (or half the buffer),
+        the oldest has waited ``flush_interval``, a flush was asked for, or the
+        handler is closing.
         Returns None once closed and empty, False after ``idle`` seconds of
         nothing to take (so the caller can do periodic work).
         """
@@ -152,8 +175,10 @@ class Buffer:
             while True:
                 timeout: Optional[float] = None
                 if self._items:
-                    full = len(self._items) >= self._batch_count or self._bytes >= self._batch_bytes
-                    urgent = self.closing or self.flush_target > self.removed
+                    count, nbytes = len(self._items), self._buffered_bytes()
+                    full = count >= self._batch_count or nbytes >= self._batch_bytes
+                    urgent = (self.closing or self.flush_target > self.removed
+                              or (not full and (count >= self._due_count or nbytes >= self._due_bytes)))
                     if not (full or urgent):
                         assert self._first_at is not None
                         timeout = self._first_at + self._interval - time.monotonic()
@@ -206,7 +231,7 @@ class Buffer:
             items.clear()
         else:
             self._items = items = deque(islice(items, take, None))
-        self._bytes -= size
+        self._count_taken(size)
         self.removed += len(taken)
         # The oldest record left arrived about when it was created (never later).
         self._first_at = (
@@ -224,6 +249,7 @@ class Buffer:
             cut.pending -= batches
             if cut.pending == 0:
                 self._free(cut.records, cut.nbytes)
+                self._count_taken(-cut.nbytes)
                 self._room.notify_all()
             self._advance()
 
@@ -242,7 +268,7 @@ class Buffer:
         """Ask for a flush of everything appended so far; wait until it is settled or the deadline."""
         with self._lock:
             if target is None:
-                target = self.appended
+                target = self.removed + len(self._items)
             if target > self.flush_target:
                 self.flush_target = target
                 self.changed.notify_all()
@@ -265,8 +291,7 @@ class Buffer:
         with self._lock:
             n = len(self._items)
             self._items.clear()
-            self._free(n, self._bytes)
-            self._bytes = 0
+            self._free(n, self._buffered_bytes())
             self.dropped_shutdown += n
             self.closing = True
             self._drop_front(n)

@@ -377,3 +377,18 @@ def test_equal_timestamps_beyond_one_request_keep_their_order(fake, make_handler
     assert handler.flush(10)
     assert fake.events("test-group", "test-stream") == sent
     assert max(r["count"] for r in fake.put_requests) <= 10
+
+
+@pytest.mark.parametrize("bound", ["max_buffer_records", "max_buffer_bytes"])
+def test_a_buffer_smaller_than_a_request_ships_when_half_full(fake, make_handler, logger, bound):
+    """Without this, a small buffer would fill and drop while the flusher waited for a request's worth."""
+    limit = {"max_buffer_records": 100, "max_buffer_bytes": 100 * (100 + 26)}[bound]
+    handler = make_handler(fake.endpoint_url, flush_interval=3600, **{bound: limit})
+    logger.addHandler(handler)
+    for i in range(60):
+        logger.info("%03d %s", i, "x" * 96)  # 100 bytes each
+    # No flush() and an hour-long interval: only being half full can make these due.
+    wait_until(lambda: handler.stats()["sent"] >= 50, state=handler.stats)
+    assert handler.stats()["dropped"] == 0
+    assert handler.flush(10)
+    assert [m for _, m in fake.events("test-group", "test-stream")] == [f"{i:03d} {'x' * 96}" for i in range(60)]
