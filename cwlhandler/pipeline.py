@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from operator import itemgetter
+from operator import countOf, itemgetter
 from typing import Any, Callable, Dict, List, Tuple
 
 from .buffer import Buffer, Cut, Item
@@ -91,9 +91,9 @@ class Pipeline:
         limit = settings.max_event_bytes - EVENT_OVERHEAD
         streams: Dict[Tuple[str, str], List[Event]] = {}
         oversize = 0
-        keys = set(map(_key, items))
-        if len(keys) == 1 and max(map(_nbytes, items)) <= limit:
-            streams[keys.pop()] = items  # the common case, without a per-record Python loop
+        first = items[0][3]
+        if countOf(map(_key, items), first) == len(items) and max(map(_nbytes, items)) <= limit:
+            streams[first] = items  # the common case, without a per-record Python loop
         else:
             for item in items:
                 events = streams.get(item[3])

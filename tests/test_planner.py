@@ -393,8 +393,13 @@ _TRICKY = st.text(alphabet=st.sampled_from(list('ab "\\\n\r\t\x00\x01\x07\x1f\x7
     blacklist_categories=("Cs",)), min_size=1, max_size=40)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 2**45), _TRICKY), min_size=1, max_size=30))
+# Text with only the characters escaped in bulk, so that whole batches take that route.
+_BULKY = st.text(alphabet=st.sampled_from(list('ab "\\\n\r\té€')), min_size=1, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**45), _TRICKY), min_size=1, max_size=30)
+       | st.lists(st.tuples(st.integers(0, 2**45), _BULKY), min_size=1, max_size=30))
 def test_request_body_equals_the_json_module_for_any_text(pairs):
     import json
 
