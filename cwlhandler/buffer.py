@@ -120,17 +120,20 @@ class Buffer:
         finally:
             self._lock.release()
 
+    def _end(self) -> int:
+        return self.removed + len(self._items)
+
     @property
     def appended(self) -> int:
         """Position after the last record in the buffer."""
         with self._lock:
-            return self.removed + len(self._items)
+            return self._end()
 
     @property
     def emitted(self) -> int:
         """Records offered to ``append``."""
         with self._lock:
-            return self.removed + len(self._items) + self.refused
+            return self._end() + self.refused
 
     def _admit(self, size: int) -> bool:
         """Closing, or full: apply the ``on_full`` policy. False means the new record is dropped (and counted)."""
@@ -268,7 +271,7 @@ class Buffer:
         """Ask for a flush of everything appended so far; wait until it is settled or the deadline."""
         with self._lock:
             if target is None:
-                target = self.removed + len(self._items)
+                target = self._end()
             if target > self.flush_target:
                 self.flush_target = target
                 self.changed.notify_all()
