@@ -50,7 +50,9 @@ class Buffer:
         batch_bytes: int,
         flush_interval: float,
     ) -> None:
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler that logs while this thread is inside append()
+        # runs append() again on the same thread, and must not wait for itself.
+        self._lock = threading.RLock()
         self.changed = threading.Condition(self._lock)  # the flusher and flush() wait here
         self._room = threading.Condition(self._lock)  # emit() waits here under on_full="block"
         self._items: Deque[Item] = deque()

@@ -491,3 +491,48 @@ def test_dictconfig_reconfiguration_closes_handler_without_deadlock(fake, restor
     assert fake.events(GROUP, "dictconfig") == capture.seen
     assert len(capture.seen) == 100
     assert (stats["sent"], stats["dropped"]) == (100, 0), stats
+
+
+REENTRANT_SCRIPT = """
+import collections, logging
+from cwlhandler import CloudWatchLogsHandler
+
+handler = CloudWatchLogsHandler(log_group="{group}", log_stream="reentrant", endpoint_url="{url}",
+                                region_name="us-east-1", flush_interval=0.05, shutdown_timeout=10)
+log = logging.getLogger("app.reentrant")
+log.propagate = False
+log.addHandler(handler)
+log.warning("first")  # starts the pipeline
+buffer = handler._pipeline.buffer
+
+
+class Interrupted(collections.deque):
+    # Logs from inside the buffer's append, with its lock held, once: what a signal
+    # handler that logs does when the signal lands there.
+    fired = False
+
+    def append(self, item):
+        super().append(item)
+        if not Interrupted.fired:
+            Interrupted.fired = True
+            log.warning("from a signal handler")
+
+
+with buffer.changed:
+    buffer._items = Interrupted(buffer._items)
+log.warning("second")
+handler.close()
+print("STATS", handler.stats()["sent"], handler.stats()["dropped"])
+"""
+
+
+@pytest.mark.timeout(90)
+def test_logging_from_a_signal_handler_inside_emit_does_not_deadlock(fake):
+    # Deterministic stand-in for a signal arriving mid-append: a plain lock would wait for itself forever.
+    try:
+        result = run_script(REENTRANT_SCRIPT, group=GROUP, url=fake.endpoint_url)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a record logged from inside emit (as by a signal handler) deadlocked the process")
+    assert result.returncode == 0, result.stderr
+    assert "STATS 3 0" in result.stdout, (result.stdout, result.stderr)
+    assert sorted(m for _, m in fake.events(GROUP, "reentrant")) == ["first", "from a signal handler", "second"]
