@@ -272,7 +272,9 @@ def child(args: argparse.Namespace) -> dict:
         if workload == "unreachable":
             out["events_received"] = 0
             out["put_calls"] = out["handler_stats"].get("api_calls", 0)
-    out["lost"] = n - out.get("events_received", 0) if workload != "unreachable" else None
+    # Records dropped by a policy and counted (cwlhandler's stats) are not "lost": lost means unaccounted for.
+    out["dropped"] = out.get("handler_stats", {}).get("dropped", 0) if workload != "unreachable" else None
+    out["lost"] = n - out.get("events_received", 0) - (out["dropped"] or 0) if workload != "unreachable" else None
     rec = out.get("events_received") or 0
     out["bg_cpu_us_per_event"] = out["background_cpu_s"] / rec * 1e6 if rec and contender != "floor_emit" else None
     return out
@@ -379,7 +381,7 @@ def run_child(contender: str, workload: str, n: int, endpoint: str, cfg: dict, l
 
 
 NUMERIC = ["caller_wall_s", "caller_cpu_s", "close_s", "total_s", "process_cpu_s", "background_cpu_s",
-           "bg_cpu_us_per_event", "peak_rss_mb", "rss_before_mb", "put_calls", "events_received", "lost",
+           "bg_cpu_us_per_event", "peak_rss_mb", "rss_before_mb", "put_calls", "events_received", "dropped", "lost",
            "emit_sum_s", "emit_p50_us", "emit_p99_us", "emit_max_us", "ack_p50_s", "ack_p99_s",
            "endpoint_cpu_s", "achieved_rate", "invalid_requests"]
 
@@ -390,9 +392,10 @@ def median_of(runs: list) -> dict:
     for k in NUMERIC:
         vals = [r[k] for r in ok if isinstance(r.get(k), (int, float))]
         out[k] = statistics.median(vals) if vals else None
-    # lost events: report the worst run, not the median
-    losts = [r.get("lost") for r in ok if isinstance(r.get("lost"), int)]
-    out["lost_max"] = max(losts) if losts else None
+    # dropped and lost events: report the worst run, not the median
+    for key in ("dropped", "lost"):
+        values = [r.get(key) for r in ok if isinstance(r.get(key), int)]
+        out[key + "_max"] = max(values) if values else None
     if ok and "handler_stats" in ok[-1]:
         out["handler_stats_last"] = ok[-1]["handler_stats"]
     if ok and "settings" in ok[-1]:
@@ -458,7 +461,8 @@ def print_report(S: dict, targets: list, cfg: dict, log) -> None:
             ("total_s", "total_s", ".3f"), ("xfloor", None, ".2f"), ("xwtower", None, ".2f"),
             ("procCPU", "process_cpu_s", ".3f"), ("bgCPU", "background_cpu_s", ".3f"),
             ("bgus/ev", "bg_cpu_us_per_event", ".2f"), ("rssMB", "peak_rss_mb", ".0f"),
-            ("puts", "put_calls", ".0f"), ("received", "events_received", ".0f"), ("lost", "lost_max", "")]
+            ("puts", "put_calls", ".0f"), ("received", "events_received", ".0f"), ("dropped", "dropped_max", ""),
+            ("lost", "lost_max", "")]
     for w in WORKLOADS:
         if w not in S:
             continue
