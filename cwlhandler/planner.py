@@ -11,7 +11,7 @@ import re
 from bisect import bisect_left, bisect_right
 from itertools import accumulate, chain, repeat
 from operator import add, itemgetter
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 Event = Tuple[int, str, int]
 
@@ -191,7 +191,8 @@ def request_events(batch: Sequence[Event]) -> List[dict]:
 # messages' own quotes can still be told apart and escaped in one pass over the
 # whole body.
 _EVENT_TEMPLATE = '{\x01timestamp\x01:%d,\x01message\x01:\x01%s\x01},'
-# What a JSON string cannot hold as it is: control characters, " and \ (but the placeholder).
+# What a JSON string cannot hold as it is: control characters, " and \ (\x01 aside: the
+# messages are checked for the placeholder before they are laid out).
 _SPECIAL_BYTES = tuple(bytes([b]) for b in range(0x20) if b != 1) + (b'"', b"\\")
 # The characters to escape that real messages hold (quotes in JSON messages,
 # newlines in tracebacks), escaped over the whole body by bytes.replace, backslash first.
@@ -213,8 +214,7 @@ def request_body(group: str, stream: str, batch: Sequence[Event]) -> bytes:
     messages = tuple(map(_message, batch))
     if "\x01" in "".join(messages):
         return _escaped_body(group, stream, batch)  # the placeholder itself in a message
-    args = tuple(chain.from_iterable(zip(map(_by_timestamp, batch), messages)))
-    events = ((_EVENT_TEMPLATE * len(batch))[:-1] % args).encode("utf-8")
+    events = _layout(_EVENT_TEMPLATE, batch, messages).encode("utf-8")
     # One memchr-speed search per special byte: cheaper than any per-byte scan Python offers.
     found = [char for char in _SPECIAL_BYTES if char in events]
     if found:
@@ -237,9 +237,13 @@ def _body_head(group: str, stream: str) -> bytes:
 
 def _escaped_body(group: str, stream: str, batch: Sequence[Event]) -> bytes:
     """The same body with every message escaped by the json module's C string escaper."""
-    template = ('{"timestamp":%d,"message":%s},' * len(batch))[:-1]
-    events = template % tuple(chain.from_iterable(zip(map(_by_timestamp, batch), map(_json_string, map(_message, batch)))))
+    events = _layout('{"timestamp":%d,"message":%s},', batch, map(_json_string, map(_message, batch)))
     return _body_head(group, stream) + events.encode("utf-8") + b"]}"
+
+
+def _layout(template: str, batch: Sequence[Event], texts: Iterable[str]) -> str:
+    """All events of ``batch`` as one %-format of ``template`` repeated, without the last comma."""
+    return (template * len(batch))[:-1] % tuple(chain.from_iterable(zip(map(_by_timestamp, batch), texts)))
 
 
 __all__ = [
