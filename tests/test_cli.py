@@ -1,6 +1,7 @@
 """The command line, run as a real subprocess (``python -m cwlhandler``) against real HTTP endpoints."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import queue
@@ -13,7 +14,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
@@ -37,9 +38,17 @@ def cli(*args: str, input: Optional[bytes] = None, env: Optional[Dict[str, str]]
                           env=env or ENV, cwd=ROOT, timeout=timeout)
 
 
-def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cwlhandler", *args], stdin=subprocess.PIPE,
+@contextlib.contextmanager
+def running(*args: str) -> Iterator[subprocess.Popen]:
+    """The command as a child process, killed and reaped when the block ends, however it ends."""
+    proc = subprocess.Popen([sys.executable, "-m", "cwlhandler", *args], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=ROOT)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.stdin.close()
+        proc.wait()
 
 
 def text(data: bytes) -> str:
@@ -259,9 +268,8 @@ def test_ship_tee_and_files(moto_url, tmp_path):
 def test_ship_signal_while_the_pipe_stays_open(moto_url, signum):
     group, stream = name("cli-signal"), "open-pipe"
     # A long flush interval: the lines can only arrive through the shutdown path.
-    proc = start("ship", "--group", group, "--stream", stream, "--endpoint-url", moto_url, "--tee",
-                 "--flush-interval", "600", "--shutdown-timeout", "10")
-    try:
+    with running("ship", "--group", group, "--stream", stream, "--endpoint-url", moto_url, "--tee",
+                 "--flush-interval", "600", "--shutdown-timeout", "10") as proc:
         out = Lines(proc.stdout)
         proc.stdin.write(b"one\ntwo\nthree\n")
         proc.stdin.flush()
@@ -271,10 +279,6 @@ def test_ship_signal_while_the_pipe_stays_open(moto_url, signum):
         proc.wait(timeout=10 + 5)
         elapsed = time.monotonic() - started
         err = text(proc.stderr.read())
-    finally:
-        proc.kill()
-        proc.stdin.close()
-        proc.wait()
     assert proc.returncode == 0, err
     assert elapsed < 10, elapsed
     assert err.strip().splitlines() == [
@@ -284,24 +288,21 @@ def test_ship_signal_while_the_pipe_stays_open(moto_url, signum):
 
 @posix_only
 def test_ship_shutdown_is_bounded_when_the_endpoint_fails(fake):
-    proc = start("ship", "--group", "cli-outage", "--stream", "s", "--endpoint-url", fake.endpoint_url, "--tee",
-                 "--flush-interval", "600", "--shutdown-timeout", "1")
-    try:
-        out = Lines(proc.stdout)
-        proc.stdin.write(b"kept\nin\nbuffer\n")
-        proc.stdin.flush()
-        assert [out.next() for _ in range(3)] == [b"kept\n", b"in\n", b"buffer\n"]
-        fake.set_outage(error("ServiceUnavailableException", 503))
-        started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
-        elapsed = time.monotonic() - started
-        err = text(proc.stderr.read())
-    finally:
-        fake.set_outage(None)
-        proc.kill()
-        proc.stdin.close()
-        proc.wait()
+    with running("ship", "--group", "cli-outage", "--stream", "s", "--endpoint-url", fake.endpoint_url, "--tee",
+                 "--flush-interval", "600", "--shutdown-timeout", "1") as proc:
+        try:
+            out = Lines(proc.stdout)
+            proc.stdin.write(b"kept\nin\nbuffer\n")
+            proc.stdin.flush()
+            assert [out.next() for _ in range(3)] == [b"kept\n", b"in\n", b"buffer\n"]
+            fake.set_outage(error("ServiceUnavailableException", 503))
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
+            elapsed = time.monotonic() - started
+            err = text(proc.stderr.read())
+        finally:
+            fake.set_outage(None)
     assert proc.returncode == 1, err
     assert elapsed < 1 + 5, elapsed
     assert "Traceback" not in err
@@ -361,9 +362,8 @@ def test_tail_since_and_limit(moto_url):
 def test_tail_follow_prints_new_events_once(moto_url, by_stream):
     group, stream = name("cli-follow"), "s"
     put(moto_url, group, stream, (now_ms(), "before"))
-    proc = start("tail", "--group", group, *(("--stream", stream) if by_stream else ()), "--follow",
-                 "--endpoint-url", moto_url)
-    try:
+    with running("tail", "--group", group, *(("--stream", stream) if by_stream else ()), "--follow",
+                 "--endpoint-url", moto_url) as proc:
         out = Lines(proc.stdout)
         assert out.next().decode().endswith("  before\n")
         put(moto_url, group, stream, (now_ms(), "during 1"))
@@ -374,9 +374,5 @@ def test_tail_follow_prints_new_events_once(moto_url, by_stream):
         proc.wait(timeout=10)
         assert out.rest() == []
         err = text(proc.stderr.read())
-    finally:
-        proc.kill()
-        proc.stdin.close()
-        proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
