@@ -71,6 +71,7 @@ class Settings:
     on_full: str = "drop_oldest"
     oversize: str = "truncate"
     shutdown_timeout: float = 10.0
+    handle_sigterm: bool = True
 
     def __post_init__(self) -> None:
         def fix(name: str, value: Any) -> None:
@@ -97,6 +98,7 @@ class Settings:
         fix("on_full", one_of("on_full", self.on_full, ON_FULL))
         fix("oversize", one_of("oversize", self.oversize, OVERSIZE))
         fix("shutdown_timeout", as_number("shutdown_timeout", self.shutdown_timeout, float, 0))
+        fix("handle_sigterm", as_bool("handle_sigterm", self.handle_sigterm))
 
     @property
     def max_age_ms(self) -> int:

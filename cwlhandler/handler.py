@@ -5,24 +5,22 @@ import logging
 import os
 import threading
 import time
-import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 from urllib.parse import urlparse
 
-import boto3
-
+from . import lifecycle
 from .buffer import Item
 from .config import Settings
 from .naming import NameTemplate, Router, new_uuid
 from .pipeline import Pipeline
 from .planner import measure
-from .sender import RetryPolicy, make_client, thread_state
+from .sender import ProcessClient, RetryPolicy, make_client, thread_state
 from .stats import Reporter
 
 DEFAULT_STREAM = "{hostname}/{program}/{pid}"
 
-_HANDLERS: "weakref.WeakSet[CloudWatchLogsHandler]" = weakref.WeakSet()
+_getpid = os.getpid
 
 
 class CloudWatchLogsHandler(logging.Handler):
@@ -54,6 +52,7 @@ class CloudWatchLogsHandler(logging.Handler):
         on_full: str = "drop_oldest",
         oversize: str = "truncate",
         shutdown_timeout: float = 10.0,
+        handle_sigterm: bool = True,
         level: Any = logging.NOTSET,
     ) -> None:
         # Validate everything before Handler.__init__ registers the handler with
@@ -72,6 +71,7 @@ class CloudWatchLogsHandler(logging.Handler):
             on_full=on_full,
             oversize=oversize,
             shutdown_timeout=shutdown_timeout,
+            handle_sigterm=handle_sigterm,
         )
         self._router = Router(
             NameTemplate("log_group", log_group, "group"),
@@ -81,12 +81,14 @@ class CloudWatchLogsHandler(logging.Handler):
         self.log_group = log_group
         self.log_stream = log_stream
         self._client = client
-        self._boto3_session = boto3_session
+        self._session = boto3_session
         self._region_name = region_name
         self._endpoint_url = _check_endpoint(endpoint_url)
         if client is None:
-            session = boto3_session or boto3.session.Session()
-            if not (region_name or session.region_name):
+            import boto3  # here, not when cwlhandler is imported: see sender.make_client
+
+            self._session = boto3_session or boto3.session.Session()
+            if not (region_name or self._session.region_name):
                 raise ValueError(
                     "region_name: no AWS region given or configured (set region_name, AWS_DEFAULT_REGION "
                     "or a profile's region)"
@@ -101,7 +103,10 @@ class CloudWatchLogsHandler(logging.Handler):
         self._late = 0  # records emitted after close
         self._format_errors = 0
         self._stalled: Optional[Tuple[int, float]] = None  # (settled position, deadline) of a vain flush
-        _HANDLERS.add(self)
+        self._pid = _getpid()  # the process this handler's pipeline and client belong to
+        self._clients = ProcessClient(self._make_client, own=client is None)
+        self._prepare_client()
+        lifecycle.register(self)
 
     # -- logging.Handler contract --------------------------------------------------------
     def handle(self, record: logging.LogRecord) -> Any:
@@ -126,6 +131,8 @@ class CloudWatchLogsHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Format on the caller's thread and buffer; never raises, never does I/O."""
         try:
+            if self._pid != _getpid():  # a fork that ran no Python fork hook (uWSGI)
+                self._adopt_process()
             append = self._append or self._start()
             if append is None:
                 self._late += 1
@@ -155,7 +162,7 @@ class CloudWatchLogsHandler(logging.Handler):
         Waits at most ``timeout`` seconds (default ``shutdown_timeout``) and
         returns False if that was not enough.
         """
-        pipeline = self._pipeline
+        pipeline = self._current_pipeline()
         if pipeline is None:
             return True
         if thread_state.shipping:
@@ -172,23 +179,23 @@ class CloudWatchLogsHandler(logging.Handler):
 
     def close(self) -> None:
         """Deliver what can be delivered within ``shutdown_timeout``, then stop. Idempotent."""
+        pipeline = self._current_pipeline()
         with self._start_lock:
             if self._closed:
                 return
             self._closed = True
             self._append = None  # later records are counted as "closed"
         try:
-            pipeline = self._pipeline
             if pipeline is not None:
                 with _logging_lock_released():
                     pipeline.shutdown(self._default_deadline(pipeline))
         finally:
-            _HANDLERS.discard(self)
+            lifecycle.unregister(self)
             super().close()
 
     def stats(self) -> Dict[str, Any]:
         """Counters: emitted, sent, dropped, dropped_by_reason, api_calls, retries, buffered..."""
-        pipeline = self._pipeline
+        pipeline = self._current_pipeline()
         if pipeline is not None:
             result = pipeline.stats_snapshot()
         else:
@@ -221,36 +228,58 @@ class CloudWatchLogsHandler(logging.Handler):
             if self._closed:
                 return None
             if self._pipeline is None:
-                pipeline = Pipeline(
-                    self.settings, self._make_client, self._reporter, self.retry_policy, own_client=self._client is None
-                )
+                self._prepare_client()  # on this thread, before any shipping thread of this process exists
+                pipeline = Pipeline(self.settings, self._clients, self._reporter, self.retry_policy)
                 pipeline.start()
                 self._pipeline = pipeline
                 self._append = pipeline.buffer.append
             return self._append
 
+    def _prepare_client(self) -> None:
+        """Make this process's client on the calling thread (see ``sender.ProcessClient``)."""
+        try:
+            self._clients.get()
+        except Exception:
+            pass  # reported, and retried, by the first send
+
     def _make_client(self) -> Any:
         if self._client is not None:
             return self._client
-        return make_client(self._boto3_session, self._region_name, self._endpoint_url, self.settings.max_concurrency)
+        return make_client(self._session, self._region_name, self._endpoint_url, self.settings.max_concurrency)
 
-    def _after_fork_in_child(self) -> None:
-        """Forget the parent's pipeline; the child's first record starts its own."""
-        self._pipeline = None
-        self._append = None
-        self._start_lock = threading.Lock()
-        self._reporter = Reporter(self.log_group)  # its lock may have been held by a parent thread
-        self._format_errors = self._late = 0
-        self._stalled = None
-        self._router.reset()
-        if self._client is not None:
-            # The parent's pooled sockets must not be shared; closing the child's copies is harmless.
-            http_session = getattr(getattr(self._client, "_endpoint", None), "http_session", None)
-            if http_session is not None:
-                try:
-                    http_session.close()
-                except Exception:
-                    pass
+    def _current_pipeline(self) -> Optional[Pipeline]:
+        if self._pid != _getpid():
+            self._adopt_process()
+        return self._pipeline
+
+    def _adopt_process(self) -> None:
+        """In a forked child: forget the parent's pipeline; the child's first record starts its own.
+
+        Runs from the fork hook, or from the child's first emit, flush or close
+        when the fork ran no Python hook (uWSGI): then the parent's locks may
+        have been copied held, so nothing of the parent's pipeline is touched.
+        """
+        with lifecycle.adopting():
+            pid = _getpid()
+            if self._pid == pid:
+                return
+            self._pipeline = None
+            self._append = None
+            self._start_lock = threading.Lock()
+            self._reporter = Reporter(self.log_group)  # its lock may have been held by a parent thread
+            self._format_errors = self._late = 0
+            self._stalled = None
+            self._router.reset(new_uuid())
+            if self._client is not None:
+                # The parent's pooled sockets must not be shared; closing the child's copies is harmless.
+                http_session = getattr(getattr(self._client, "_endpoint", None), "http_session", None)
+                if http_session is not None:
+                    try:
+                        http_session.close()
+                    except Exception:
+                        pass
+            self._clients = ProcessClient(self._make_client, own=self._client is None)
+            self._pid = pid  # last: a thread that sees it has nothing of the parent's left to use
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.log_group!r} {self.log_stream!r} ({logging.getLevelName(self.level)})>"
@@ -294,23 +323,3 @@ def _unformattable(record: logging.LogRecord, exc: Exception) -> str:
         return f"[unformattable log record] {where} msg={record.msg!r} args={record.args!r}: {type(exc).__name__}: {exc}"
     except Exception:
         return f"[unformattable log record] {where}: {type(exc).__name__}"
-
-
-def _after_fork_in_child() -> None:
-    for handler in list(_HANDLERS):
-        handler._after_fork_in_child()
-
-
-def _flush_all_before_exit() -> None:
-    """Runs when the main thread finishes, while threads still run (and in multiprocessing children)."""
-    for handler in list(_HANDLERS):
-        if handler._pipeline is not None:
-            handler.flush()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-try:  # not public, but the hook concurrent.futures uses; logging.shutdown still covers its absence
-    threading._register_atexit(_flush_all_before_exit)  # type: ignore[attr-defined]
-except (AttributeError, RuntimeError):
-    pass

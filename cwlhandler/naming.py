@@ -118,8 +118,10 @@ class Router:
         self.static: Optional[Tuple[str, str]] = None
         self.reset()
 
-    def reset(self) -> None:
-        """Recompute process fields (``{pid}`` changes in a forked child)."""
+    def reset(self, handler_uuid: Optional[str] = None) -> None:
+        """Recompute process fields: a forked child has its own ``{pid}``, and its own ``{uuid}``."""
+        if handler_uuid is not None:
+            self.uuid = handler_uuid
         self._process = process_fields(self.uuid)
         self._cache = {}
         self.static = None if self.fields else self._render(())

@@ -2,19 +2,20 @@
 
 A handler makes one pipeline on its first record and a new one in a forked
 child, so a child never shares threads, sockets or buffered records with its
-parent.
+parent.  The pipeline's client is made before its threads start, on the
+application's thread (see ``sender.ProcessClient``).
 """
 from __future__ import annotations
 
 import threading
 import time
 from operator import countOf, itemgetter
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 from .buffer import Buffer, Cut, Item
 from .config import Settings
 from .planner import EVENT_OVERHEAD, Event, add_counts, chains, fit_event, plan_batches
-from .sender import Batch, RetryPolicy, Sender, thread_state
+from .sender import Batch, ProcessClient, RetryPolicy, Sender, thread_state
 from .stats import Reporter, Stats
 
 
@@ -34,10 +35,9 @@ class Pipeline:
     def __init__(
         self,
         settings: Settings,
-        client_factory: Callable[[], Any],
+        clients: ProcessClient,
         reporter: Reporter,
         retry: RetryPolicy,
-        own_client: bool,
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.settings = settings
@@ -53,8 +53,7 @@ class Pipeline:
             flush_interval=settings.flush_interval,
         )
         self.sender = Sender(
-            client_factory,
-            own_client=own_client,
+            clients,
             concurrency=settings.max_concurrency,
             create_group=settings.create_log_group,
             create_stream=settings.create_log_stream,
@@ -73,10 +72,6 @@ class Pipeline:
     # -- the flusher thread ------------------------------------------------------------
     def _run(self) -> None:
         thread_state.shipping = True
-        try:
-            self.sender.client()  # make the client now, long before interpreter exit
-        except Exception:
-            pass  # reported, and retried, by the first send
         while True:
             taken = self.buffer.take(self.sender.free_slots, idle=REPORT_TICK)
             if taken is None:

@@ -13,8 +13,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
-import boto3
-import botocore.config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -26,6 +24,7 @@ from botocore.exceptions import (
 
 from .planner import Event, add_counts, rejected_by_reason, request_body, request_events
 from .stats import Reporter, Stats
+
 
 class _ThreadState(threading.local):
     """Per-thread state of the shipping threads.
@@ -173,8 +172,13 @@ def make_client(session: Any, region_name: Optional[str], endpoint_url: Optional
     """A logs client whose pool fits the workers and which leaves retries to us.
 
     Parameter validation is off because the planner guarantees valid requests
-    and validation costs several microseconds per event.
+    and validation costs several microseconds per event.  boto3 (and with it
+    ``ssl``) is imported here, not when cwlhandler is: gevent must be able to
+    patch ``ssl`` before it is first imported.
     """
+    import boto3
+    import botocore.config
+
     config = botocore.config.Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=concurrency,
@@ -187,12 +191,81 @@ def make_client(session: Any, region_name: Optional[str], endpoint_url: Optional
     return session.client("logs", region_name=region_name, endpoint_url=endpoint_url, config=config)
 
 
+class _CannedBody:
+    """The raw body of the rehearsal's answer (botocore reads ``stream()``)."""
+
+    def stream(self, **_: Any) -> Any:
+        yield b"{}"
+
+
+def rehearse(client: Any) -> Optional[bool]:
+    """Run one PutLogEvents through all of botocore without the network; did our body reach the wire?
+
+    It loads, on the calling thread, everything botocore loads lazily on a first
+    call (endpoint rules, signing, parsing): a cold shipping thread doing that
+    while the application holds the GIL waited seconds for it, one file-system
+    call at a time.  None when it could not tell (no credentials yet, say).
+    """
+    from botocore.awsrequest import AWSResponse
+
+    wire: List[Any] = []
+
+    def answer(request: Any, **_: Any) -> Any:
+        wire.append(request.body)
+        return AWSResponse(request.url, 200, {}, _CannedBody())
+
+    event = f"before-send.{client.meta.service_model.service_id.hyphenize()}.PutLogEvents"
+    client.meta.events.register_first(event, answer, unique_id="cwlhandler-rehearsal")
+    body = request_body("rehearsal", "rehearsal", [(0, "rehearsal", 9)])
+    try:
+        thread_state.body = body
+        client.put_log_events(logGroupName="rehearsal", logStreamName="rehearsal", logEvents=[])
+    except Exception:
+        return None
+    finally:
+        thread_state.body = None
+        client.meta.events.unregister(event, unique_id="cwlhandler-rehearsal")
+    return bool(wire) and wire[0] == body
+
+
+class ProcessClient:
+    """The client of one process: made once, on a thread of the application, hooked and rehearsed.
+
+    Never made on a shipping thread: a process that forks while one of its
+    threads is inside OpenSSL (making SSL contexts, loading CA certificates)
+    leaves the child a lock that no thread will release, and the child's own
+    client then blocks forever (gunicorn's first worker did).  The factory runs
+    on a shipping thread only as a retry after a failure.
+    """
+
+    def __init__(self, factory: Callable[[], Any], own: bool) -> None:
+        self._factory = factory
+        self._own = own
+        self._client: Any = None
+        self._lock = threading.Lock()
+        # Our own encoder needs a client that does not validate parameters (ours);
+        # a user's client may validate: then botocore must see the real events.
+        self.prepared_body = own
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                client = self._factory()
+                if self._own:
+                    service = client.meta.service_model.service_id.hyphenize()
+                    client.meta.events.register(
+                        f"before-call.{service}.PutLogEvents", _send_prepared_body, unique_id="cwlhandler-body"
+                    )
+                    self.prepared_body = rehearse(client) is not False
+                self._client = client
+            return self._client
+
+
 class Sender:
     def __init__(
         self,
-        client_factory: Callable[[], Any],
+        clients: ProcessClient,
         *,
-        own_client: bool,
         concurrency: int,
         create_group: bool,
         create_stream: bool,
@@ -202,12 +275,7 @@ class Sender:
         reporter: Reporter,
         on_settled: Callable[[Batch], None],
     ) -> None:
-        self._client_factory = client_factory
-        self._client: Any = None
-        self._client_lock = threading.Lock()
-        # Our own encoder needs a client that does not validate parameters (ours);
-        # a user's client may validate: then botocore must see the real events.
-        self._prepared_body = own_client
+        self._clients = clients
         self.concurrency = concurrency
         self._create_group = create_group
         self._create_stream = create_stream
@@ -277,17 +345,7 @@ class Sender:
         self.stop()
 
     def client(self) -> Any:
-        """The shared client, made on first use (the flusher makes it early)."""
-        with self._client_lock:
-            if self._client is None:
-                client = self._client_factory()
-                if self._prepared_body:
-                    service = client.meta.service_model.service_id.hyphenize()
-                    client.meta.events.register(
-                        f"before-call.{service}.PutLogEvents", _send_prepared_body, unique_id="cwlhandler-body"
-                    )
-                self._client = client
-            return self._client
+        return self._clients.get()
 
     # -- workers -------------------------------------------------------------------------
     def _work_loop(self) -> None:
@@ -416,7 +474,7 @@ class Sender:
 
     def _put(self, batch: Batch, events: List[Event]) -> Tuple[str, Any]:
         """One PutLogEvents call; the body is encoded here, not by botocore, when we can."""
-        if self._prepared_body:
+        if self._clients.prepared_body:
             thread_state.body = request_body(batch.group, batch.stream, events)
             kind, result = self._call(
                 "put_log_events", logGroupName=batch.group, logStreamName=batch.stream, logEvents=[]
@@ -426,7 +484,7 @@ class Sender:
             if not unsent or not (kind == OK or isinstance(result, ClientError)):
                 return kind, result
             # The service answered a request without our body (a botocore change?): go the slow way.
-            self._prepared_body = False
+            self._clients.prepared_body = False
         return self._call(
             "put_log_events",
             logGroupName=batch.group,

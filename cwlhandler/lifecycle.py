@@ -1,0 +1,175 @@
+"""How handlers live through the ways a process forks and ends.
+
+Every live handler is registered here.  The hooks below make each way out of a process deliver first:
+
+- **normal exit**: ``threading``'s exit hook flushes while threads still run (also in ``multiprocessing``
+  children, whose bootstrap runs it before ``os._exit``); ``logging.shutdown`` then closes.
+- **SIGTERM** (``docker stop``, Kubernetes, systemd, ``Pool.terminate``): Python's default action runs no exit
+  hook at all, so while nobody else handles SIGTERM, the handler installs :func:`_deliver_then_die`.
+- **os._exit** without exit hooks (Celery's prefork children): Celery's ``worker_process_shutdown`` signal.
+- **a frozen environment** (AWS Lambda between invocations): :func:`flush_on_return`.
+- **fork**: ``os.register_at_fork`` and, for forks that run no Python hooks (uWSGI), a pid check on emit,
+  give a child its own pipeline on its first record.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, TypeVar, overload
+
+if TYPE_CHECKING:
+    from .handler import CloudWatchLogsHandler
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_HANDLERS: "weakref.WeakSet[CloudWatchLogsHandler]" = weakref.WeakSet()
+# Held while a handler takes over in a forked child, so two threads of the child cannot both start a pipeline.
+_adopting = threading.Lock()
+
+# What a Lambda function keeps for itself after the flush: time to return its result.
+LAMBDA_MARGIN = 0.5
+
+
+def register(handler: "CloudWatchLogsHandler") -> None:
+    """Track a new handler; install the exit paths it needs in this process."""
+    _HANDLERS.add(handler)
+    if handler.settings.handle_sigterm:
+        install_sigterm_handler()
+    connect_celery()
+
+
+def unregister(handler: "CloudWatchLogsHandler") -> None:
+    _HANDLERS.discard(handler)
+
+
+def live_handlers() -> List["CloudWatchLogsHandler"]:
+    return list(_HANDLERS)
+
+
+def adopting() -> Any:
+    """The lock a handler holds while it takes over in a forked child."""
+    return _adopting
+
+
+def flush_all(timeout: Optional[float] = None) -> bool:
+    """Flush every live cwlhandler handler of this process; False if any did not finish in time.
+
+    Each handler waits at most ``timeout`` seconds from this call (default: its ``shutdown_timeout``).
+    """
+    start = time.monotonic()
+    delivered = True
+    for handler in live_handlers():
+        limit = handler.settings.shutdown_timeout if timeout is None else timeout
+        delivered = handler.flush(max(0.0, start + limit - time.monotonic())) and delivered
+    return delivered
+
+
+@overload
+def flush_on_return(function: F) -> F: ...
+@overload
+def flush_on_return(function: None = None, *, timeout: float = 2.0) -> Callable[[F], F]: ...
+def flush_on_return(function: Optional[F] = None, *, timeout: float = 2.0) -> Any:
+    """Decorate an AWS Lambda function so every record it logged is delivered before it returns or raises.
+
+    Lambda freezes the environment as soon as the function returns: the handler's threads do not run again
+    until the next invocation, if there is one.  The flush waits at most ``timeout`` seconds, and never past
+    the invocation's remaining time (``context.get_remaining_time_in_millis()``) less half a second.
+    """
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(event: Any, context: Any = None, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(event, context, *args, **kwargs)
+            finally:
+                flush_all(_lambda_budget(context, timeout))
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(function) if function is not None else decorate
+
+
+def _lambda_budget(context: Any, timeout: float) -> float:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    try:
+        left = remaining() / 1000 - LAMBDA_MARGIN if callable(remaining) else timeout
+    except Exception:  # a test's stand-in context, or a runtime without it
+        left = timeout
+    return max(0.0, min(timeout, left))
+
+
+# -- SIGTERM ------------------------------------------------------------------------------------------------------
+def install_sigterm_handler() -> bool:
+    """Install :func:`_deliver_then_die` if SIGTERM has its default action; only the main thread may.
+
+    A handler someone installed before us is left alone (their exit path runs ours); servers that install
+    their own later and re-raise after restoring ours (uvicorn) reach ours at the end.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return False
+        signal.signal(signal.SIGTERM, _deliver_then_die)
+    except (ValueError, OSError, AttributeError):  # a sub-interpreter, or no SIGTERM on this platform
+        return False
+    return True
+
+
+def _deliver_then_die(signum: int, frame: Any) -> None:
+    """Deliver what every handler holds (each within its ``shutdown_timeout``), then die of the signal.
+
+    The default action is restored and the signal raised again, so the exit status stays "killed by
+    SIGTERM" (143), as orchestrators expect.
+    """
+    try:
+        flush_all()
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+
+# -- os._exit without exit hooks ----------------------------------------------------------------------------------
+def connect_celery() -> None:
+    """Flush in Celery's prefork children, which end through ``os._exit`` and run no exit hook.
+
+    Celery is never imported here: only an application that already did gets the connection.
+    """
+    if "celery" not in sys.modules:
+        return
+    try:
+        from celery.signals import worker_process_shutdown
+    except Exception:  # a partial or unrelated "celery" module
+        return
+    worker_process_shutdown.connect(_flush_before_os_exit, weak=False, dispatch_uid="cwlhandler")
+
+
+def _flush_before_os_exit(*_: Any, **__: Any) -> None:
+    flush_all()
+
+
+# -- normal exit and fork -----------------------------------------------------------------------------------------
+def _flush_all_before_exit() -> None:
+    """Runs when the main thread finishes, while threads still run (and in multiprocessing children)."""
+    for handler in live_handlers():
+        handler.flush()
+
+
+def _after_fork_in_child() -> None:
+    global _adopting
+    _adopting = threading.Lock()  # a parent thread may have held it at the fork
+    for handler in live_handlers():
+        handler._adopt_process()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+try:  # not public, but the hook concurrent.futures uses; logging.shutdown still covers its absence
+    threading._register_atexit(_flush_all_before_exit)  # type: ignore[attr-defined]
+except (AttributeError, RuntimeError):
+    pass
