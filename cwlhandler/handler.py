@@ -247,6 +247,15 @@ class CloudWatchLogsHandler(logging.Handler):
             return self._client
         return make_client(self._session, self._region_name, self._endpoint_url, self.settings.max_concurrency)
 
+    def _fork_gate(self, close: bool, deadline: float = 0.0) -> None:
+        """Around a fork in this process: keep the shipping threads out of OpenSSL (``sender.ForkGate``)."""
+        pipeline = self._pipeline
+        if pipeline is not None and self._pid == _getpid():
+            if close:
+                pipeline.sender.fork_gate.close(deadline)
+            else:
+                pipeline.sender.fork_gate.reopen()
+
     def _current_pipeline(self) -> Optional[Pipeline]:
         if self._pid != _getpid():
             self._adopt_process()

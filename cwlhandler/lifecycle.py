@@ -33,6 +33,8 @@ _adopting = threading.Lock()
 
 # What a Lambda function keeps for itself after the flush: time to return its result.
 LAMBDA_MARGIN = 0.5
+# The longest a fork waits for the shipping threads' calls under way (see sender.ForkGate).
+FORK_WAIT = 1.0
 
 
 def register(handler: "CloudWatchLogsHandler") -> None:
@@ -160,6 +162,17 @@ def _flush_all_before_exit() -> None:
         handler.flush()
 
 
+def _before_fork() -> None:
+    deadline = time.monotonic() + FORK_WAIT
+    for handler in live_handlers():
+        handler._fork_gate(close=True, deadline=deadline)
+
+
+def _after_fork_in_parent() -> None:
+    for handler in live_handlers():
+        handler._fork_gate(close=False)
+
+
 def _after_fork_in_child() -> None:
     global _adopting
     _adopting = threading.Lock()  # a parent thread may have held it at the fork
@@ -168,7 +181,8 @@ def _after_fork_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 try:  # not public, but the hook concurrent.futures uses; logging.shutdown still covers its absence
     threading._register_atexit(_flush_all_before_exit)  # type: ignore[attr-defined]
 except (AttributeError, RuntimeError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import re
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
@@ -261,6 +262,49 @@ class ProcessClient:
             return self._client
 
 
+class ForkGate:
+    """Keeps the shipping threads out of botocore (and OpenSSL) while the process forks.
+
+    A thread inside OpenSSL at the fork (a TLS handshake, a certificate check)
+    may hold a global lock that the child inherits locked: the child's first
+    SSL context would then wait forever.  Before a fork, new calls wait at the
+    gate and the forking thread waits, a bounded time, for the calls under way.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._inside = 0
+        self._forking = False
+
+    def __enter__(self) -> None:
+        with self._cond:
+            while self._forking:
+                self._cond.wait()
+            self._inside += 1
+
+    def __exit__(self, *_: Any) -> None:
+        with self._cond:
+            self._inside -= 1
+            if not self._inside:
+                self._cond.notify_all()
+
+    def close(self, deadline: float) -> None:
+        """Before a fork: stop new calls, wait until ``deadline`` for the ones under way."""
+        with self._cond:
+            self._forking = True
+            while self._inside:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._cond.wait(remaining)
+
+    def reopen(self) -> None:
+        """After the fork, in the parent."""
+        with self._cond:
+            self._forking = False
+            self._cond.notify_all()
+
+
 class Sender:
     def __init__(
         self,
@@ -292,6 +336,7 @@ class Sender:
         self._in_flight: Set[Batch] = set()
         self._create_locks = [threading.Lock() for _ in range(16)]
         self._abort = threading.Event()
+        self.fork_gate = ForkGate()
         self._stopping = False
         self.threads: List[threading.Thread] = []
 
@@ -462,15 +507,16 @@ class Sender:
 
     def _call(self, operation: str, **params: Any) -> Tuple[str, Any]:
         """One API call: (OK, response) or (kind, exception)."""
-        try:
-            client = self.client()
-        except Exception as exc:
-            return (classify(exc) if classify(exc) != ERROR else OPERATOR), detach(exc)
-        self._stats.add("api_calls")
-        try:
-            return OK, getattr(client, operation)(**params)
-        except Exception as exc:
-            return classify(exc), detach(exc)
+        with self.fork_gate:
+            try:
+                client = self.client()
+            except Exception as exc:
+                return (classify(exc) if classify(exc) != ERROR else OPERATOR), detach(exc)
+            self._stats.add("api_calls")
+            try:
+                return OK, getattr(client, operation)(**params)
+            except Exception as exc:
+                return classify(exc), detach(exc)
 
     def _put(self, batch: Batch, events: List[Event]) -> Tuple[str, Any]:
         """One PutLogEvents call; the body is encoded here, not by botocore, when we can."""

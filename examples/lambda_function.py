@@ -4,12 +4,13 @@ Two rules:
 
 1. Create the handler at module level.  That code runs once per cold start;
    warm invocations reuse the handler, its boto3 client and its connections.
-2. Flush before returning.  Lambda freezes the execution environment as soon
-   as the function returns: the handler's background threads stop wherever
-   they are, and records still buffered would wait for the next invocation,
-   or be lost if the environment is never thawed again.  ``flush(timeout=...)``
-   waits until every record logged so far is acknowledged, at most ``timeout``
-   seconds; keep that below the invocation's remaining time.
+2. Flush before returning: decorate the function with ``@flush_on_return``.
+   Lambda freezes the execution environment as soon as the function returns:
+   the handler's background threads stop wherever they are, and records still
+   buffered would wait for the next invocation, or be lost if the environment
+   is never thawed again.  The decorator waits, on return and on raise, until
+   every record logged so far is acknowledged: at most ``timeout`` seconds, and
+   never past the invocation's remaining time less half a second.
 
 The role needs ``logs:PutLogEvents`` and ``logs:CreateLogStream`` on the group,
 and ``logs:CreateLogGroup`` only if the group may not exist yet (or create it
@@ -22,7 +23,7 @@ Run it locally: ``python examples/lambda_function.py`` (two simulated invocation
 import logging
 import os
 
-from cwlhandler import CloudWatchLogsHandler
+from cwlhandler import CloudWatchLogsHandler, flush_on_return
 
 if __name__ == "__main__":
     # Local run only (see the end of the file).  Like the Lambda runtime, provide
@@ -45,13 +46,15 @@ log = logging.getLogger("orders")
 log.setLevel(logging.INFO)
 log.addHandler(cloudwatch)
 
-# flush() usually waits one PutLogEvents round trip (at a cold start, also the
-# client's and the stream's creation); this bounds what a slow or unreachable
-# endpoint can add to an invocation's duration, and to its bill.
+# The flush usually waits one PutLogEvents round trip (at a cold start, also the
+# stream's creation); this bounds what a slow or unreachable endpoint can add to
+# an invocation's duration, and to its bill.  What is not delivered by then stays
+# buffered and goes out during a later invocation.
 FLUSH_TIMEOUT = 10.0  # seconds
 
 
 # --- per invocation --------------------------------------------------------------------
+@flush_on_return(timeout=FLUSH_TIMEOUT)
 def handler(event, context):
     try:
         log.info("request %s: %d items", context.aws_request_id, len(event["items"]))
@@ -61,12 +64,6 @@ def handler(event, context):
     except Exception:
         log.exception("request %s failed", context.aws_request_id)
         raise
-    finally:
-        # Runs on return and on raise: the process is frozen right after.
-        remaining = context.get_remaining_time_in_millis() / 1000.0
-        if not cloudwatch.flush(timeout=min(FLUSH_TIMEOUT, max(0.0, remaining - 0.5))):
-            # The rest stays buffered and goes out during a later invocation.
-            print("cloudwatch: flush timed out", cloudwatch.stats())
 
 
 if __name__ == "__main__":
