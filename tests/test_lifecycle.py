@@ -21,6 +21,7 @@ import pytest
 
 from cwlhandler import CloudWatchLogsHandler
 from conftest import read_events
+from strict_fake import delay
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GROUP = "test-group"
@@ -321,6 +322,50 @@ def test_forked_child_gets_its_own_pipeline_and_never_resends_parent_records(fak
     assert (stats["emitted"], stats["sent"], stats["dropped"]) == (3, 3, 0)
 
 
+@needs_fork
+@pytest.mark.timeout(60)
+def test_a_forked_child_gets_its_own_uuid(fake, make_handler, logger):
+    """{uuid} names one process: a child must not write into the parent's stream."""
+    handler = make_handler(fake.endpoint_url, log_stream="{uuid}")
+    logger.addHandler(handler)
+    logger.info("parent")
+    assert handler.flush(timeout=10)
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        code = 3
+        try:
+            logger.info("child")
+            code = 0 if handler.flush(timeout=10) else 1
+        finally:
+            os._exit(code)
+    assert wait_child(pid, 30) == 0
+    streams = fake.streams(GROUP)
+    assert len(streams) == 2, streams
+    assert sorted(messages(fake.events(GROUP, s))[0] for s in streams) == ["child", "parent"]
+
+
+@needs_fork
+@pytest.mark.timeout(60)
+def test_fork_waits_for_the_shipping_threads_calls_under_way(fake, make_handler, logger):
+    """A fork must not catch a shipping thread inside botocore/OpenSSL (its locks would stay held in the child)."""
+    handler = make_handler(fake.endpoint_url, flush_interval=60)
+    logger.addHandler(handler)
+    logger.info("before")
+    assert handler.flush(timeout=10)  # the stream exists: the next call is one PutLogEvents
+    fake.inject("PutLogEvents", delay(0.3))
+    logger.info("in flight at the fork")
+    assert not handler.flush(timeout=0)  # asks for the send without waiting for it
+    assert fake.wait_for_in_flight(1)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    in_flight_after_fork = fake.in_flight
+    assert wait_child(pid, 30) == 0
+    assert in_flight_after_fork == 0
+    assert handler.flush(timeout=10)
+    assert messages(fake.events(GROUP, "test-stream")) == ["before", "in flight at the fork"]
+
+
 def _log_and_return(log: logging.Logger, count: int) -> None:
     for i in range(count):
         log.info("mp %d %d", os.getpid(), i)
@@ -536,3 +581,19 @@ def test_logging_from_a_signal_handler_inside_emit_does_not_deadlock(fake):
     assert result.returncode == 0, result.stderr
     assert "STATS 3 0" in result.stdout, (result.stdout, result.stderr)
     assert sorted(m for _, m in fake.events(GROUP, "reentrant")) == ["first", "from a signal handler", "second"]
+
+
+def test_flush_on_return_never_waits_past_the_invocations_remaining_time():
+    from cwlhandler.lifecycle import LAMBDA_MARGIN, _lambda_budget
+
+    class Context:
+        def __init__(self, ms: int) -> None:
+            self.ms = ms
+
+        def get_remaining_time_in_millis(self) -> int:
+            return self.ms
+
+    assert _lambda_budget(Context(60_000), 2.0) == 2.0
+    assert _lambda_budget(Context(1_200), 2.0) == pytest.approx(1.2 - LAMBDA_MARGIN)
+    assert _lambda_budget(Context(100), 2.0) == 0.0
+    assert _lambda_budget(None, 2.0) == 2.0  # no context (a local call): the timeout alone
