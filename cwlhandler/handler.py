@@ -279,15 +279,7 @@ class CloudWatchLogsHandler(logging.Handler):
             self._format_errors = self._late = 0
             self._stalled = None
             self._router.reset(new_uuid())
-            if self._client is not None:
-                # The parent's pooled sockets must not be shared; closing the child's copies is harmless.
-                http_session = getattr(getattr(self._client, "_endpoint", None), "http_session", None)
-                if http_session is not None:
-                    try:
-                        http_session.close()
-                    except Exception:
-                        pass
-            self._clients = ProcessClient(self._make_client, own=self._client is None)
+            self._clients = self._clients.for_child()
             self._pid = pid  # last: a thread that sees it has nothing of the parent's left to use
 
     def __repr__(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -52,6 +53,7 @@ def _send_prepared_body(params: Dict[str, Any], **_: Any) -> None:
 
 
 OK, RETRY, OPERATOR, MISSING, INVALID, ERROR = "ok", "retry", "operator", "missing", "invalid", "error"
+NO_CLIENT = "no_client"  # the client could not be made: retried slowly, like OPERATOR
 _OPERATOR_CODES = {
     "UnrecognizedClientException", "AccessDeniedException", "AccessDenied", "ExpiredTokenException",
     "ExpiredToken", "InvalidClientTokenId", "InvalidSignatureException", "SignatureDoesNotMatch",
@@ -149,6 +151,16 @@ def describe(error: BaseException) -> str:
         text = f"{type(error).__name__}: {error}"
     text = _SECRETS.sub(r"\1<redacted>", _QUOTES_REQUEST.sub("", text))
     return " ".join(text.split())
+
+
+def explain_client_failure(error: BaseException) -> str:
+    """What to do when boto3 could not make the client: not the credentials, usually."""
+    if isinstance(error, RecursionError) and "gevent.monkey" in sys.modules:
+        return ("The boto3 client could not be made: gevent patched ssl after botocore had imported it, which "
+                "breaks every new SSL context. Patch first (gevent.monkey.patch_all() before anything imports "
+                "boto3 or botocore), or make the handler before gevent patches (gunicorn -k gevent: in "
+                "logconfig_dict or the config file, not in the application)")
+    return "The boto3 client could not be made (check the region, profile and endpoint settings)"
 
 
 def detach(error: BaseException) -> BaseException:
@@ -260,6 +272,27 @@ class ProcessClient:
                     self.prepared_body = rehearse(client) is not False
                 self._client = client
             return self._client
+
+    def for_child(self) -> "ProcessClient":
+        """In a forked child: the parent's client, without the parent's pooled connections.
+
+        Not a new client: under gevent, a worker that patched ``ssl`` after the
+        master imported botocore cannot make SSL contexts any more
+        (RecursionError), while the master's still work; and a child saves the
+        client's making and rehearsal.  The fork gate kept the parent's
+        shipping threads out of the client (its pool, its credentials) at the fork.
+        """
+        child = ProcessClient(self._factory, self._own)
+        child.prepared_body = self.prepared_body
+        client = self._client  # read without the lock, which a parent thread may have held at the fork
+        if client is not None:
+            http_session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+            try:
+                http_session.close()  # the child's copies of the parent's sockets; the parent's stay open
+            except Exception:
+                pass
+            child._client = client
+        return child
 
 
 class ForkGate:
@@ -489,13 +522,14 @@ class Sender:
                 parts.pop()
                 add_counts(drops, {"error": len(events)})
                 self._reporter.problem("error", f"unexpected error while sending, events dropped: {describe(result)}")
-            elif kind in (OPERATOR, MISSING):
+            elif kind in (OPERATOR, MISSING, NO_CLIENT):
+                advice = (explain_client_failure(result) if kind == NO_CLIENT else
+                          "Check the credentials, region and IAM permissions (logs:PutLogEvents, "
+                          "logs:CreateLogGroup, logs:CreateLogStream)")
                 self._reporter.problem(
                     "operator:" + describe(result)[:40],
                     f"cannot ship to log group {batch.group!r}, stream {batch.stream!r}: {describe(result)}. "
-                    "Check the credentials, region and IAM permissions (logs:PutLogEvents, logs:CreateLogGroup, "
-                    f"logs:CreateLogStream); records stay buffered within bounds and are retried every "
-                    f"{self.retry.slow:g} s",
+                    f"{advice}; records stay buffered within bounds and are retried every {self.retry.slow:g} s",
                 )
                 attempt += 1
                 created = False
@@ -511,7 +545,7 @@ class Sender:
             try:
                 client = self.client()
             except Exception as exc:
-                return (classify(exc) if classify(exc) != ERROR else OPERATOR), detach(exc)
+                return NO_CLIENT, detach(exc)
             self._stats.add("api_calls")
             try:
                 return OK, getattr(client, operation)(**params)

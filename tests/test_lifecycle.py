@@ -268,6 +268,31 @@ def test_interpreter_exit_with_unreachable_endpoint_is_bounded():
     assert exit_took < shutdown_timeout + 3, f"exit took {exit_took:.2f} s after the last log call"
 
 
+def test_gevent_patched_too_late_is_reported_as_such_not_as_credentials():
+    """boto3 imported, then gevent patches ssl, then the handler: every new SSL context raises RecursionError."""
+    result = run_script("""
+        import logging
+        import boto3
+        from gevent import monkey
+        monkey.patch_all()
+        from cwlhandler import CloudWatchLogsHandler
+        handler = CloudWatchLogsHandler("{group}", log_stream="late-gevent", region_name="us-east-1",
+                                        endpoint_url="https://127.0.0.1:{port}", shutdown_timeout=0.5)
+        handler.retry_policy.slow = 0.05
+        log = logging.getLogger("app")
+        log.addHandler(handler)
+        log.warning("kept in the buffer, then counted at exit")
+        assert not handler.flush(timeout=0.5)
+        handler.close()
+        print(handler.stats()["dropped_by_reason"])
+    """, group=GROUP, port=unused_port())
+    assert_clean_exit(result)
+    assert "gevent patched ssl after botocore had imported it" in result.stderr, result.stderr
+    assert "monkey.patch_all() before anything imports" in result.stderr, result.stderr
+    assert "Check the credentials" not in result.stderr, result.stderr
+    assert result.stdout.strip() == "{'shutdown': 1}", result.stdout
+
+
 def test_logging_shutdown_with_unreachable_endpoint_is_bounded(make_handler, logger):
     """logging.shutdown() calls flush() then close(); together they must stay within shutdown_timeout."""
     url = f"http://127.0.0.1:{unused_port()}"
