@@ -16,7 +16,7 @@ from .naming import NameTemplate, Router, new_uuid
 from .pipeline import Pipeline
 from .planner import measure
 from .sender import ProcessClient, RetryPolicy, make_client, thread_state
-from .stats import Reporter
+from .stats import Reporter, combined, no_stats
 
 DEFAULT_STREAM = "{hostname}/{program}/{pid}"
 
@@ -103,6 +103,7 @@ class CloudWatchLogsHandler(logging.Handler):
         self._late = 0  # records emitted after close
         self._format_errors = 0
         self._stalled: Optional[Tuple[int, float]] = None  # (settled position, deadline) of a vain flush
+        self._retired = no_stats()  # counters of pipelines that delivered and stopped (see _ship_now)
         self._pid = _getpid()  # the process this handler's pipeline and client belong to
         self._clients = ProcessClient(self._make_client, own=client is None)
         self._prepare_client()
@@ -196,11 +197,7 @@ class CloudWatchLogsHandler(logging.Handler):
     def stats(self) -> Dict[str, Any]:
         """Counters: emitted, sent, dropped, dropped_by_reason, api_calls, retries, buffered..."""
         pipeline = self._current_pipeline()
-        if pipeline is not None:
-            result = pipeline.stats_snapshot()
-        else:
-            result = {"emitted": 0, "sent": 0, "dropped": 0, "dropped_by_reason": {}, "api_calls": 0,
-                      "retries": 0, "buffered": 0}
+        result = combined(pipeline.stats_snapshot() if pipeline is not None else no_stats(), self._retired)
         if self._late:
             result["emitted"] += self._late
             result["dropped"] += self._late
@@ -232,8 +229,28 @@ class CloudWatchLogsHandler(logging.Handler):
                 pipeline = Pipeline(self.settings, self._clients, self._reporter, self.retry_policy)
                 pipeline.start()
                 self._pipeline = pipeline
-                self._append = pipeline.buffer.append
+                self._append = self._ship_now if lifecycle.forks_without_hooks() else pipeline.buffer.append
+                lifecycle.check_threads_can_run(self._reporter)
             return self._append
+
+    def _ship_now(self, item: Item) -> None:
+        """Append, deliver at once and stop: for a process that forks without Python's fork hooks (uWSGI's master).
+
+        There a thread of ours that holds the GIL when the process forks leaves
+        the child waiting for it forever; so no thread of ours outlives the call
+        (joined threads hold nothing).  Slow, but such a master logs little.
+        """
+        with self._start_lock:
+            pipeline, self._pipeline, self._append = self._pipeline, None, None
+        if pipeline is None:  # another thread is shipping it: start again
+            append = self._start()
+            if append is not None:
+                append(item)
+            return
+        pipeline.buffer.append(item)
+        with _logging_lock_released():
+            pipeline.shutdown(time.monotonic() + self.settings.shutdown_timeout)
+        self._retired = combined(pipeline.stats_snapshot(), self._retired)
 
     def _prepare_client(self) -> None:
         """Make this process's client on the calling thread (see ``sender.ProcessClient``)."""
@@ -278,6 +295,7 @@ class CloudWatchLogsHandler(logging.Handler):
             self._reporter = Reporter(self.log_group)  # its lock may have been held by a parent thread
             self._format_errors = self._late = 0
             self._stalled = None
+            self._retired = no_stats()
             self._router.reset(new_uuid())
             self._clients = self._clients.for_child()
             self._pid = pid  # last: a thread that sees it has nothing of the parent's left to use

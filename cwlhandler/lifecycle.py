@@ -155,6 +155,42 @@ def _flush_before_os_exit(*_: Any, **__: Any) -> None:
     flush_all()
 
 
+# -- uWSGI --------------------------------------------------------------------------------------------------------
+def _uwsgi_flag(options: Any, name: str) -> bool:
+    value = options.get(name)
+    if isinstance(value, list):  # an option given several times
+        value = value[-1]
+    if isinstance(value, bytes):
+        return value.strip().lower() not in (b"", b"0", b"false", b"no", b"off")
+    return bool(value)
+
+
+def forks_without_hooks() -> bool:
+    """Is this a uWSGI master that loads the application and forks workers without Python's fork hooks?
+
+    Then nothing resets the interpreter in the worker: a thread of ours that
+    held the GIL at the fork leaves the worker waiting for it forever.
+    ``--py-call-uwsgi-fork-hooks`` (Python's hooks run) and ``--lazy-apps`` (the
+    application is loaded in each worker) make threads in the master safe.
+    """
+    uwsgi = sys.modules.get("uwsgi")
+    try:
+        options = uwsgi.opt  # type: ignore[union-attr]
+        return (uwsgi.worker_id() == 0 and _uwsgi_flag(options, "master")  # type: ignore[union-attr]
+                and not any(_uwsgi_flag(options, name) for name in ("lazy-apps", "lazy", "py-call-uwsgi-fork-hooks")))
+    except Exception:  # not uWSGI, or a uWSGI without these
+        return False
+
+
+def check_threads_can_run(reporter: Any) -> None:
+    """Say so once when uWSGI runs Python without threads: ours would run only while a request does."""
+    uwsgi = sys.modules.get("uwsgi")
+    if uwsgi is not None and getattr(uwsgi, "has_threads", 1) == 0:
+        reporter.problem(
+            "threads", "uWSGI runs Python without threads, so the handler's threads run only while a request is "
+            "served and records wait in between: add --enable-threads (enable-threads = true)")
+
+
 # -- normal exit and fork -----------------------------------------------------------------------------------------
 def _flush_all_before_exit() -> None:
     """Runs when the main thread finishes, while threads still run (and in multiprocessing children)."""

@@ -38,6 +38,22 @@ class Stats:
         return result
 
 
+def no_stats() -> Dict[str, object]:
+    """The counters of a pipeline that has not started."""
+    return {"emitted": 0, "sent": 0, "dropped": 0, "dropped_by_reason": {}, "api_calls": 0, "retries": 0,
+            "buffered": 0}
+
+
+def combined(a: Mapping[str, object], b: Mapping[str, object]) -> Dict[str, object]:
+    """Two pipelines' counters added up (a handler that ships record by record retires one per record)."""
+    result: Dict[str, object] = {k: v + b.get(k, 0) for k, v in a.items() if k != "dropped_by_reason"}  # type: ignore
+    drops = dict(a["dropped_by_reason"])  # type: ignore[call-overload]
+    for reason, n in b["dropped_by_reason"].items():  # type: ignore[attr-defined]
+        drops[reason] = drops.get(reason, 0) + n
+    result["dropped_by_reason"] = drops
+    return result
+
+
 class Reporter:
     """Writes problems and drop summaries to stderr, each kind at most once a minute."""
 
