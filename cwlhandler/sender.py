@@ -22,6 +22,7 @@ from botocore.exceptions import (
     NoRegionError,
     PartialCredentialsError,
     ParamValidationError,
+    SSLError,
 )
 
 from .planner import Event, add_counts, rejected_by_reason, request_body, request_events
@@ -535,6 +536,12 @@ class Sender:
                 created = False
                 self._sleep(self.retry.slow)
             else:
+                if isinstance(result, SSLError):  # retried (a proxy may be restarting), but said: often a CA bundle
+                    self._reporter.problem(
+                        "tls", f"TLS with the endpoint failed for {batch.group}/{batch.stream}: {describe(result)}. "
+                        "If the certificate is not trusted, give boto3 the CA bundle (AWS_CA_BUNDLE, or ca_bundle in "
+                        "the AWS config file); records stay buffered within bounds and are retried with backoff",
+                    )
                 self._sleep(self.retry.delay(attempt))
                 attempt += 1
         return sent, drops
