@@ -13,6 +13,8 @@ Control requests (not AWS operations):
                            message holds ``t=<monotonic_ns>`` adds an
                            emit-to-acknowledge latency sample (the clock is
                            CLOCK_MONOTONIC, shared by all processes on Linux)
+The stats also hold ``first_put_time``: the wall-clock time (``time.time()``) at which
+the first valid PutLogEvents since the reset was answered, for a client's start-up time.
 
 Run: ``python benchmarks/endpoint.py [--port 0]``; prints ``PORT <n>`` once listening.
 """
@@ -50,6 +52,7 @@ class State:
         self.latencies_ns: list = []
         self.max_batch_events = 0
         self.max_batch_bytes = 0
+        self.first_put_time = None
         self.cpu0 = time.process_time()
         self.reset_at = time.monotonic()
 
@@ -71,6 +74,7 @@ class State:
             "streams": dict(self.streams),
             "max_batch_events": self.max_batch_events,
             "max_batch_bytes": self.max_batch_bytes,
+            "first_put_time": self.first_put_time,
             "endpoint_cpu_s": time.process_time() - self.cpu0,
             "ack_latency_samples": len(lat),
             "ack_latency_p50_s": pct(0.50),
@@ -175,6 +179,8 @@ class Handler(BaseHTTPRequestHandler):
                 STATE.max_batch_bytes = max(STATE.max_batch_bytes, nbytes + EVENT_OVERHEAD * len(events))
                 if samples:
                     STATE.latencies_ns.extend(ack - t for t in samples)
+                if STATE.first_put_time is None:
+                    STATE.first_put_time = time.time()
             self._reply(200, b'{"nextSequenceToken": "1"}')
         elif op == "DescribeLogGroups":
             self._reply(200, b'{"logGroups": []}')
