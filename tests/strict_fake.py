@@ -4,6 +4,7 @@ botocore talks to it through ``endpoint_url``. Unlike moto it enforces the PutLo
 event bytes, count, order, 24-hour span, lone surrogates) and reports ``rejectedLogEventsInfo`` with the
 service's index semantics. Faults (errors, connection resets, delays, hangs, applied-then-failed requests)
 can be queued per operation or applied to every request (outage).
+With ``tls=`` (an ``ssl.SSLContext`` for the server side) it speaks HTTPS instead and counts handshakes.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import collections
 import json
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -116,6 +118,17 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     fake: "StrictFake"
 
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """In the connection's own thread: the TLS handshake first, when serving HTTPS."""
+        if self.fake._tls is None:
+            return super().finish_request(request, client_address)
+        secure = self.fake._handshake(request)
+        if secure is not None:
+            try:
+                super().finish_request(secure, client_address)
+            finally:
+                secure.close()
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -154,11 +167,14 @@ class _Handler(BaseHTTPRequestHandler):
 class StrictFake:
     def __init__(self, *, max_event_bytes: int = 1_048_576, max_batch_bytes: int = 1_048_576,
                  max_batch_count: int = 10_000, now_ms: Optional[Callable[[], int]] = None,
-                 access_key_ids: Optional[set] = None) -> None:
+                 access_key_ids: Optional[set] = None, tls: Optional[ssl.SSLContext] = None) -> None:
         self.max_event_bytes, self.max_batch_bytes, self.max_batch_count = (
             max_event_bytes, max_batch_bytes, max_batch_count)
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
         self._key_ids = frozenset(access_key_ids) if access_key_ids is not None else None
+        self._tls = tls
+        self.tls_handshakes = 0  # completed TLS handshakes (tls= only)
+        self.tls_failures = 0    # handshakes that failed, e.g. a client that does not trust the certificate
         self._lock = threading.RLock()
         self._flight = threading.Condition()
         self._stopping = threading.Event()
@@ -186,7 +202,8 @@ class StrictFake:
     def start(self) -> "StrictFake":
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
-        self.endpoint_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "http" if self._tls is None else "https"
+        self.endpoint_url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
                                         name="strict-fake", daemon=True)
         self._thread.start()
@@ -261,6 +278,21 @@ class StrictFake:
             return None
 
     # ---- request handling ------------------------------------------------------------------------------------
+    def _handshake(self, sock: socket.socket) -> Optional[ssl.SSLSocket]:
+        """The server side of a TLS handshake (10 s at most); None, counted, when it fails."""
+        sock.settimeout(10)
+        try:
+            secure = self._tls.wrap_socket(sock, server_side=True)  # type: ignore[union-attr]
+        except OSError:  # ssl.SSLError included
+            with self._lock:
+                self.tls_failures += 1
+            sock.close()
+            return None
+        secure.settimeout(None)
+        with self._lock:
+            self.tls_handshakes += 1
+        return secure
+
     def _handle(self, handler: _Handler, body: bytes) -> None:
         target = handler.headers.get("X-Amz-Target", "")
         operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else target

@@ -1,5 +1,7 @@
 """Every example under examples/ runs as a real script and delivers what it logged.
 
+(gunicorn_conf.py is a config file, not a script: tests/test_gunicorn.py runs real gunicorn with it.)
+
 Each script is run as a subprocess against the session's moto server
 (``CWL_ENDPOINT_URL``), prints the events it reads back, and the test checks
 both the printed lines and the events read back independently.  The examples
@@ -31,9 +33,10 @@ SCRIPTS = [
     "django_settings.py",
     "flask_app.py",
     "lambda_function.py",
-    "gunicorn_conf.py",
     "structured_json.py",
 ]
+# Not scripts: files a program reads, run with that program (gunicorn_conf.py: by tests/test_gunicorn.py).
+CONFIGS = {"gunicorn_conf.py": "gunicorn -c examples/gunicorn_conf.py"}
 # Runs without CWL_ENDPOINT_URL (and without any AWS setting): the embedded emulator path.
 EMBEDDED = ["plain_logging.py", "lambda_function.py"]
 HAVE_FLASK = importlib.util.find_spec("flask") is not None
@@ -227,32 +230,11 @@ def test_lambda_function_with_the_embedded_emulator(runs):
     check_lambda(proc.stdout)
 
 
-def test_gunicorn_conf_one_stream_per_process(runs, moto_url):
-    """The master logs before forking; each worker still gets its own stream, no post_fork hook."""
-    proc = runs("gunicorn_conf.py")
-    pids = re.search(r"^master: (\d+) workers: (\d+) (\d+)$", proc.stdout, re.M).groups()
-    master, workers = pids[0], pids[1:]
-    streams = by_stream(printed_events(proc.stdout))
-    expected = {pid: f"{HOST}/gunicorn_conf.py/{pid}" for pid in pids}
-    assert set(streams) == set(expected.values())
-    assert streams[expected[master]] == [
-        f"INFO gunicorn.error [{master}]: Starting gunicorn (master)",
-        f"INFO gunicorn.error [{master}]: Booted worker {workers[0]}",
-        f"INFO gunicorn.error [{master}]: Booted worker {workers[1]}",
-        f"INFO gunicorn.error [{master}]: Shutting down: Master",
-    ]
-    for pid in workers:
-        assert streams[expected[pid]] == [
-            f"INFO gunicorn.error [{pid}]: Booting worker with pid: {pid}",
-            f"INFO shop.views [{pid}]: worker {pid} handled a request",
-            f'INFO gunicorn.access [{pid}]: "GET /orders/42 HTTP/1.1" 200',
-        ]
-    for pid, stream in expected.items():
-        assert stored(moto_url, "/examples/gunicorn", stream) == streams[stream]
-
-
 def test_gunicorn_conf_is_a_config_file():
-    """What gunicorn reads from it: a complete logconfig_dict with {pid}; no post_fork hook."""
+    """What gunicorn reads from it: a complete logconfig_dict with {pid}; no post_fork hook.
+
+    tests/test_gunicorn.py runs real gunicorn (sync and gevent workers) with this file.
+    """
     module = _load("gunicorn_conf.py")
     config = module.logconfig_dict
     assert not hasattr(module, "post_fork")
@@ -295,7 +277,10 @@ def test_structured_json(runs, moto_url):
 def test_readme_lists_every_example():
     readme = (EXAMPLES / "README.md").read_text()
     found = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
-    assert found == sorted(SCRIPTS)
+    assert found == sorted(SCRIPTS + list(CONFIGS))
+    for config, command in CONFIGS.items():
+        assert command in readme, config
+        assert command in (EXAMPLES / config).read_text(), config
     for script in SCRIPTS:
         assert f"python examples/{script}" in readme, script
         assert 'if __name__ == "__main__":' in (EXAMPLES / script).read_text(), script
