@@ -229,16 +229,15 @@ class CloudWatchLogsHandler(logging.Handler):
                 pipeline = Pipeline(self.settings, self._clients, self._reporter, self.retry_policy)
                 pipeline.start()
                 self._pipeline = pipeline
-                self._append = self._ship_now if lifecycle.forks_without_hooks() else pipeline.buffer.append
+                self._append = self._ship_now if lifecycle.ships_at_once() else pipeline.buffer.append
                 lifecycle.check_threads_can_run(self._reporter)
             return self._append
 
     def _ship_now(self, item: Item) -> None:
-        """Append, deliver at once and stop: for a process that forks without Python's fork hooks (uWSGI's master).
+        """Append, deliver at once and stop: for uWSGI's master (see ``lifecycle.ships_at_once``).
 
-        There a thread of ours that holds the GIL when the process forks leaves
-        the child waiting for it forever; so no thread of ours outlives the call
-        (joined threads hold nothing).  Slow, but such a master logs little.
+        No thread of ours outlives the call (joined threads hold nothing), and
+        nothing waits for an exit hook that never runs.  Slow, but a master logs little.
         """
         with self._start_lock:
             pipeline, self._pipeline, self._append = self._pipeline, None, None

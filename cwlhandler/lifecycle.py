@@ -165,19 +165,18 @@ def _uwsgi_flag(options: Any, name: str) -> bool:
     return bool(value)
 
 
-def forks_without_hooks() -> bool:
-    """Is this a uWSGI master that loads the application and forks workers without Python's fork hooks?
+def ships_at_once() -> bool:
+    """Is this uWSGI's master, with the application loaded in it?
 
-    Then nothing resets the interpreter in the worker: a thread of ours that
-    held the GIL at the fork leaves the worker waiting for it forever.
-    ``--py-call-uwsgi-fork-hooks`` (Python's hooks run) and ``--lazy-apps`` (the
-    application is loaded in each worker) make threads in the master safe.
+    It forks workers without Python's fork hooks (nothing resets the
+    interpreter in the worker: a thread of ours that held the GIL at the fork
+    leaves the worker waiting for it forever), and it runs no Python exit hook
+    when it stops.  So no thread of ours may run there, and each record is
+    delivered at once.
     """
     uwsgi = sys.modules.get("uwsgi")
     try:
-        options = uwsgi.opt  # type: ignore[union-attr]
-        return (uwsgi.worker_id() == 0 and _uwsgi_flag(options, "master")  # type: ignore[union-attr]
-                and not any(_uwsgi_flag(options, name) for name in ("lazy-apps", "lazy", "py-call-uwsgi-fork-hooks")))
+        return uwsgi.worker_id() == 0 and _uwsgi_flag(uwsgi.opt, "master")  # type: ignore[union-attr]
     except Exception:  # not uWSGI, or a uWSGI without these
         return False
 
