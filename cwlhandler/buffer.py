@@ -115,7 +115,10 @@ class Buffer:
             self._room_records -= 1
             self._room_bytes -= size
             if self._first_at is None:
+                # The first record of an empty buffer starts the flush_interval clock: an idle
+                # flusher waits for its report tick (5 s) and must learn when this one is due.
                 self._first_at = time.monotonic()
+                self.changed.notify_all()
             if not self._woken and (len(items) >= self._due_count or self._room_bytes <= self._wake_room):
                 self._woken = True
                 self.changed.notify_all()

@@ -4,7 +4,8 @@ botocore talks to it through ``endpoint_url``. Unlike moto it enforces the PutLo
 event bytes, count, order, 24-hour span, lone surrogates) and reports ``rejectedLogEventsInfo`` with the
 service's index semantics. Faults (errors, connection resets, delays, hangs, applied-then-failed requests)
 can be queued per operation or applied to every request (outage).
-With ``tls=`` (an ``ssl.SSLContext`` for the server side) it speaks HTTPS instead and counts handshakes.
+With ``tls=`` (an ``ssl.SSLContext`` for the server side) it speaks HTTPS instead and counts handshakes;
+``keep_alive=False`` closes every connection after its answer (so each request costs a new TLS handshake).
 """
 from __future__ import annotations
 
@@ -126,6 +127,8 @@ class _Server(ThreadingHTTPServer):
         if secure is not None:
             try:
                 super().finish_request(secure, client_address)
+            except OSError:
+                pass  # a client that went away mid-request (a process that ended): nothing to answer
             finally:
                 secure.close()
 
@@ -148,6 +151,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/x-amz-json-1.1")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000")
+        if not self.server.fake._keep_alive:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(data)
 
@@ -167,12 +173,14 @@ class _Handler(BaseHTTPRequestHandler):
 class StrictFake:
     def __init__(self, *, max_event_bytes: int = 1_048_576, max_batch_bytes: int = 1_048_576,
                  max_batch_count: int = 10_000, now_ms: Optional[Callable[[], int]] = None,
-                 access_key_ids: Optional[set] = None, tls: Optional[ssl.SSLContext] = None) -> None:
+                 access_key_ids: Optional[set] = None, tls: Optional[ssl.SSLContext] = None,
+                 keep_alive: bool = True) -> None:
         self.max_event_bytes, self.max_batch_bytes, self.max_batch_count = (
             max_event_bytes, max_batch_bytes, max_batch_count)
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
         self._key_ids = frozenset(access_key_ids) if access_key_ids is not None else None
         self._tls = tls
+        self._keep_alive = keep_alive
         self.tls_handshakes = 0  # completed TLS handshakes (tls= only)
         self.tls_failures = 0    # handshakes that failed, e.g. a client that does not trust the certificate
         self._lock = threading.RLock()

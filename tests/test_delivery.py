@@ -392,3 +392,24 @@ def test_a_buffer_smaller_than_a_request_ships_when_half_full(fake, make_handler
     assert handler.stats()["dropped"] == 0
     assert handler.flush(10)
     assert [m for _, m in fake.events("test-group", "test-stream")] == [f"{i:03d} {'x' * 96}" for i in range(60)]
+
+
+@pytest.mark.parametrize("pause", [False, True], ids=["first-record", "after-idle"])
+def test_a_lone_record_goes_out_after_flush_interval_not_at_the_idle_tick(fake, make_handler, logger, pause):
+    """The flusher waits REPORT_TICK (5 s) when the buffer is empty; a record must start the flush_interval clock."""
+    from cwlhandler.pipeline import REPORT_TICK
+
+    handler = make_handler(fake.endpoint_url, flush_interval=0.05)
+    logger.addHandler(handler)
+    if pause:  # an idle handler: something was delivered, then nothing is buffered
+        logger.info("earlier")
+        assert handler.flush(timeout=10)
+    logger.info("lone")
+
+    def stored() -> bool:
+        return "test-group" in fake.groups() and ("lone" in [m for _, m in fake.events("test-group", "test-stream")])
+
+    deadline = time.monotonic() + REPORT_TICK / 2
+    while not stored():
+        assert time.monotonic() < deadline, "a lone record waited for the flusher's idle tick"
+        time.sleep(0.01)

@@ -13,12 +13,11 @@ off), and every test checks on the server side that the TLS handshakes really ha
 """
 from __future__ import annotations
 
-import logging
-import os
 import re
 import subprocess
 import sys
 import time
+from typing import Dict, List
 
 import pytest
 
@@ -76,8 +75,8 @@ def test_untrusted_certificate_is_reported_and_counted(tls_fake, make_handler, l
 
 # -- real processes -----------------------------------------------------------------------------------------
 def run_python(code: str, fake: StrictFake, certs, *args: object, timeout: float = 60):
-    """Run ``python -c code args...`` trusting the test CA; returns (returncode, stdout, stderr)."""
-    env = subprocess_env(AWS_CA_BUNDLE=certs.ca_file, PYTHONFAULTHANDLER="1")
+    """Run ``python -c code URL args...`` trusting the test CA; returns (returncode, stdout, stderr)."""
+    env = subprocess_env(AWS_CA_BUNDLE=certs.ca_file)
     with running([sys.executable, "-c", code, fake.endpoint_url, *map(str, args)], env=env) as proc:
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -86,42 +85,58 @@ def run_python(code: str, fake: StrictFake, certs, *args: object, timeout: float
     return proc.returncode, out, err
 
 
+def read_back(fake: StrictFake, group: str) -> Dict[str, List[str]]:
+    """{stream: sorted messages} of a group ({} when it was never created)."""
+    if group not in fake.groups():
+        return {}
+    return {stream: sorted(messages(fake, group, stream)) for stream in fake.streams(group)}
+
+
 FORKING_PARENT = r"""
 import faulthandler, logging, multiprocessing, os, signal, sys, time
 from cwlhandler import CloudWatchLogsHandler
 
-url, group, forks, k, deadline = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+url, group, early, late, k, deadline = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # inherited: a hung child can be made to show its stacks
 handler = CloudWatchLogsHandler(group, "{pid}", endpoint_url=url, region_name="us-east-1", flush_interval=0.01,
-                                shutdown_timeout=5, max_concurrency=2)
+                                shutdown_timeout=3, max_concurrency=2)
 log = logging.getLogger("forking")
 log.addHandler(handler)
 log.setLevel(logging.INFO)
 count = 0
 
-def parent_logs(n):
+def parent_logs():
     global count
-    for _ in range(n):
-        log.info("parent %d", count)
-        count += 1
+    log.info("parent %d", count)
+    count += 1
+
+def while_a_request_is_in_flight():
+    # Log until one more PutLogEvents was answered: the next one (a new connection and TLS handshake,
+    # the server closes each) is then on its way.
+    calls, end = handler.stats()["api_calls"], time.monotonic() + 10
+    while handler.stats()["api_calls"] == calls and time.monotonic() < end:
+        parent_logs()
+        time.sleep(0.001)
+    parent_logs()
 
 def child_logs(kind):
     for i in range(k):
         log.info("child %d %s %d", os.getpid(), kind, i)
 
 children = {}
-parent_logs(1)  # the first record: the pipeline (and, before the fix, its client) starts now
-for _ in range(forks):
+parent_logs()  # the first record: before the fix the flusher thread starts making the client (SSL contexts) now
+for n in range(early + late):
+    if n >= early:
+        while_a_request_is_in_flight()
     pid = os.fork()
     if pid == 0:
         child_logs("fork")
         sys.exit(0)
     children[pid] = "fork"
-    parent_logs(int(os.environ.get("GAP", "20")))
+while_a_request_is_in_flight()
 child = multiprocessing.get_context("fork").Process(target=child_logs, args=("mp",))
 child.start()
 children[child.pid] = "mp"
-parent_logs(20)
 end = time.monotonic() + deadline
 while children and time.monotonic() < end:
     for pid in list(children):
@@ -132,7 +147,7 @@ while children and time.monotonic() < end:
 for pid in children:
     print("hung", pid, children[pid], flush=True)
     os.kill(pid, signal.SIGUSR1)
-time.sleep(0.5 if children else 0)  # let faulthandler write the hung children's stacks
+time.sleep(0.5 if children else 0)  # time for faulthandler to write the hung children's stacks
 for pid in children:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
@@ -140,30 +155,28 @@ print("parent", os.getpid(), count, flush=True)
 """
 
 
-def test_fork_while_requests_are_in_flight_over_https(tls_fake, certs):
-    forks, k = int(os.environ.get("FORKS", "5")), 200
-    tls_fake.set_outage(delay(0.02))  # every request is slow: the parent's requests overlap each fork
-    code, out, err = run_python(FORKING_PARENT, tls_fake, certs, "tls-fork", forks, k, 10)
+def test_fork_while_requests_are_in_flight_over_https(certs):
+    early, late, k = 6, 2, 200  # forks right after the first record, forks while a request is in flight
+    with StrictFake(tls=server_context(certs), keep_alive=False) as fake:
+        fake.set_outage(delay(0.02))  # every request is slow: the parent's requests overlap the forks
+        code, out, err = run_python(FORKING_PARENT, fake, certs, "tls-fork", early, late, k, 10)
+        got = read_back(fake, "tls-fork")
+        calls, handshakes, failures = sum(fake.calls.values()), fake.tls_handshakes, fake.tls_failures
     lines = [line.split() for line in out.splitlines()]
-    hung = [line[1:3] for line in lines if line[0] == "hung"]
-    assert not hung, f"children hung (pid, kind) past the deadline: {hung}\n{err[-6000:]}"
+    hung = [(int(line[1]), line[2]) for line in lines if line[0] == "hung"]
+    assert not hung, f"children (pid, kind) still running {10} s after the last fork: {hung}\n{err[-8000:]}"
     exits = {int(line[1]): (line[2], int(line[3])) for line in lines if line[0] == "exited"}
     parent = [(int(line[1]), int(line[2])) for line in lines if line[0] == "parent"]
-    assert code == 0 and len(exits) == forks + 1 and len(parent) == 1, f"rc={code}\n{out}\n{err[-3000:]}"
+    assert code == 0 and len(exits) == early + late + 1 and len(parent) == 1, f"rc={code}\n{out}\n{err[-3000:]}"
     assert all(status == 0 for _kind, status in exits.values()), f"{exits}\n{err[-3000:]}"
     pid, count = parent[0]
-    expected = {str(pid): [f"parent {i}" for i in range(count)]}
-    expected.update({str(child): [f"child {child} {kind} {i}" for i in range(k)]
+    expected = {str(pid): sorted(f"parent {i}" for i in range(count))}
+    expected.update({str(child): sorted(f"child {child} {kind} {i}" for i in range(k))
                      for child, (kind, _status) in exits.items()})
-    got = {stream: sorted(messages(tls_fake, "tls-fork", stream), key=_natural)
-           for stream in tls_fake.streams("tls-fork")} if "tls-fork" in tls_fake.groups() else {}
-    assert got == {s: sorted(m, key=_natural) for s, m in expected.items()}, (
-        f"{ {s: len(m) for s, m in got.items()} } != { {s: len(m) for s, m in expected.items()} }\n{err[-3000:]}")
-    assert tls_fake.tls_handshakes >= forks + 2, tls_fake.tls_handshakes  # each process made its own connections
-
-
-def _natural(message: str):
-    return [int(part) if part.isdigit() else part for part in message.split()]
+    assert got == expected, (f"events per stream { {s: len(m) for s, m in got.items()} }, expected "
+                             f"{ {s: len(m) for s, m in expected.items()} }\n{err[-3000:]}")
+    # Every request came on its own connection, after its own TLS handshake.
+    assert handshakes >= calls > len(expected) and failures == 0, (handshakes, calls, failures)
 
 
 EXITING = r"""
@@ -171,7 +184,7 @@ import logging, os, sys
 from cwlhandler import CloudWatchLogsHandler
 
 handler = CloudWatchLogsHandler(sys.argv[2], "{pid}", endpoint_url=sys.argv[1], region_name="us-east-1",
-                                shutdown_timeout=10)
+                                max_batch_count=100, shutdown_timeout=10)
 log = logging.getLogger("exiting")
 log.addHandler(handler)
 log.setLevel(logging.INFO)
@@ -181,11 +194,12 @@ print(os.getpid(), flush=True)
 """
 
 
-def test_interpreter_exit_delivers_over_https(tls_fake, certs):
-    code, out, err = run_python(EXITING, tls_fake, certs, "tls-exit", 2000)
-    assert code == 0, f"rc={code}\n{err[-3000:]}"
-    pid = out.split()[0]
-    got = {s: messages(tls_fake, "tls-exit", s) for s in tls_fake.streams("tls-exit")} \
-        if "tls-exit" in tls_fake.groups() else {}
-    assert got == {pid: [f"record {i}" for i in range(2000)]}, f"{ {s: len(m) for s, m in got.items()} }\n{err[-3000:]}"
-    assert tls_fake.tls_handshakes >= 1 and tls_fake.tls_failures == 0
+def test_interpreter_exit_delivers_over_https(certs):
+    with StrictFake(tls=server_context(certs), keep_alive=False) as fake:  # a handshake per request, most at exit
+        code, out, err = run_python(EXITING, fake, certs, "tls-exit", 2000)
+        got = read_back(fake, "tls-exit")
+        calls, handshakes, failures = fake.calls["PutLogEvents"], fake.tls_handshakes, fake.tls_failures
+    assert code == 0 and out.split(), f"rc={code}\n{err[-3000:]}"
+    expected = {out.split()[0]: sorted(f"record {i}" for i in range(2000))}
+    assert got == expected, f"{ {s: len(m) for s, m in got.items()} }\n{err[-3000:]}"
+    assert handshakes >= calls >= 20 and failures == 0, (handshakes, calls, failures)
