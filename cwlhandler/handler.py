@@ -97,7 +97,7 @@ class CloudWatchLogsHandler(logging.Handler):
         self.retry_policy = RetryPolicy()
         self._reporter = Reporter(log_group)
         self._pipeline: Optional[Pipeline] = None
-        self._append: Optional[Callable[[Item], None]] = None  # the pipeline's buffer.append, once started
+        self._append: Optional[Callable[[Item], None]] = None  # the pipeline's buffer.append (or _ship_now), once started
         self._start_lock = threading.Lock()
         self._closed = False
         self._late = 0  # records emitted after close
@@ -243,7 +243,9 @@ class CloudWatchLogsHandler(logging.Handler):
             pipeline, self._pipeline, self._append = self._pipeline, None, None
         if pipeline is None:  # another thread is shipping it: start again
             append = self._start()
-            if append is not None:
+            if append is None:
+                self._late += 1
+            else:
                 append(item)
             return
         pipeline.buffer.append(item)
