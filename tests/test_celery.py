@@ -69,7 +69,8 @@ def test_prefork_children_deliver_every_task_record_once(request, tmp_path, moto
     (tmp_path / "cwl_celery_app.py").write_text(APP)
 
     producer = Celery("producer", broker="filesystem://")
-    producer.conf.broker_transport_options = {"data_folder_in": str(broker), "data_folder_out": str(broker)}
+    producer.conf.broker_transport_options = {  # control_folder: kombu's default is ./control, in the checkout
+        "data_folder_in": str(broker), "data_folder_out": str(broker), "control_folder": str(tmp_path / "control")}
     for n in range(TASKS):
         producer.send_task("log_one", args=(n,))
 
