@@ -75,6 +75,7 @@ class Buffer:
         self._first_at: Optional[float] = None  # when the oldest waiting record arrived
         self._cuts: Deque[Cut] = deque()
         self._woken = False
+        self._idle = False  # the flusher waits with nothing buffered, until its report tick
         self.refused = 0  # records append() dropped instead of buffering
         self.removed = 0  # position of the first record still in the buffer
         self.settled = 0  # every position below this is acknowledged or dropped
@@ -115,10 +116,12 @@ class Buffer:
             self._room_records -= 1
             self._room_bytes -= size
             if self._first_at is None:
-                # The first record of an empty buffer starts the flush_interval clock: an idle
-                # flusher waits for its report tick (5 s) and must learn when this one is due.
                 self._first_at = time.monotonic()
-                self.changed.notify_all()
+                if self._idle:
+                    # The first record of an empty buffer starts the flush_interval clock: an idle
+                    # flusher waits for its report tick (5 s) and must learn when this one is due.
+                    self._idle = False
+                    self.changed.notify_all()
             if not self._woken and (len(items) >= self._due_count or self._room_bytes <= self._wake_room):
                 self._woken = True
                 self.changed.notify_all()
@@ -201,7 +204,9 @@ class Buffer:
                 left = give_up - time.monotonic()
                 if left <= 0:
                     return False
+                self._idle = not self._items
                 self.changed.wait(left if timeout is None else min(timeout, left))
+                self._idle = False
 
     def _take_prefix(self, slots: int, whole_batches: bool) -> Tuple[Cut, List[Item]]:
         """Take the oldest records, for at most ``slots`` batches.
