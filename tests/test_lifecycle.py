@@ -10,7 +10,6 @@ import logging.config
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,9 +20,9 @@ import pytest
 
 from cwlhandler import CloudWatchLogsHandler
 from conftest import read_events
+from realprog import free_port, subprocess_env
 from strict_fake import delay
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GROUP = "test-group"
 HAS_FORK = hasattr(os, "fork")
 needs_fork = pytest.mark.skipif(not HAS_FORK, reason="needs os.fork")
@@ -46,23 +45,25 @@ def messages(events: List[Tuple[int, str]]) -> List[str]:
     return [message for _ts, message in events]
 
 
-def unused_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, read, released)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
+def fork_running(work: Callable[[], bool]) -> int:
+    """Fork a child that runs ``work`` and never returns into pytest (exit 0: True, 1: False, 2: raised)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            code = 0 if work() else 1
+        except BaseException:
+            code = 2
+        finally:
+            os._exit(code)
+    return pid
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
+def log_and_flush(logger: logging.Logger, handler: CloudWatchLogsHandler, message: str) -> Callable[[], bool]:
+    def work() -> bool:
+        logger.info(message)
+        return handler.flush(timeout=10)
+    return work
 
 
 def wait_child(pid: int, timeout: float) -> int:
@@ -77,15 +78,6 @@ def wait_child(pid: int, timeout: float) -> int:
             os.waitpid(pid, 0)
             pytest.fail(f"child {pid} did not exit within {timeout} s")
         time.sleep(0.01)
-
-
-def subprocess_env() -> Dict[str, str]:
-    env = dict(os.environ)
-    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        env.pop(name, None)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH", "")) if p)
-    return env
 
 
 def run_script(body: str, **values: object) -> subprocess.CompletedProcess:
@@ -205,7 +197,7 @@ def test_idle_handler_closes_without_any_request(fake, make_handler):
 
 
 def test_close_with_unreachable_endpoint_returns_within_shutdown_timeout(make_handler, logger):
-    url = f"http://127.0.0.1:{unused_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     handler = make_handler(url, log_stream="unreachable", shutdown_timeout=1)
     logger.addHandler(handler)
     for i in range(120):
@@ -257,7 +249,7 @@ def test_interpreter_exit_delivers_a_single_record_logged_just_before_exit(fake)
 def test_interpreter_exit_with_unreachable_endpoint_is_bounded():
     # shutdown_timeout=2 so that waits stacked on top of each other cannot hide inside the 3 s margin.
     shutdown_timeout = 2
-    url = f"http://127.0.0.1:{unused_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     result = run_script(EXIT_SCRIPT, group=GROUP, stream="exit-unreachable", url=url,
                         shutdown_timeout=shutdown_timeout, count=100)
     ended = time.time()
@@ -285,7 +277,7 @@ def test_gevent_patched_too_late_is_reported_as_such_not_as_credentials():
         assert not handler.flush(timeout=0.5)
         handler.close()
         print(handler.stats()["dropped_by_reason"])
-    """, group=GROUP, port=unused_port())
+    """, group=GROUP, port=free_port())
     assert_clean_exit(result)
     assert "gevent patched ssl after botocore had imported it" in result.stderr, result.stderr
     assert "monkey.patch_all() before anything imports" in result.stderr, result.stderr
@@ -295,7 +287,7 @@ def test_gevent_patched_too_late_is_reported_as_such_not_as_credentials():
 
 def test_logging_shutdown_with_unreachable_endpoint_is_bounded(make_handler, logger):
     """logging.shutdown() calls flush() then close(); together they must stay within shutdown_timeout."""
-    url = f"http://127.0.0.1:{unused_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     handler = make_handler(url, log_stream="unreachable", shutdown_timeout=1)
     logger.addHandler(handler)
     for i in range(50):
@@ -323,17 +315,7 @@ def test_forked_child_gets_its_own_pipeline_and_never_resends_parent_records(fak
     logger.info("B")
     assert handler.stats()["buffered"] == 1  # B waits in the parent's buffer at fork time
 
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        code = 3
-        try:
-            logger.info("C")
-            code = 0 if handler.flush(timeout=10) else 1
-        except BaseException:
-            code = 2
-        finally:
-            os._exit(code)
-
+    pid = fork_running(log_and_flush(logger, handler, "C"))
     assert wait_child(pid, 30) == 0
     logger.info("D")
     assert handler.flush(timeout=10)
@@ -355,14 +337,7 @@ def test_a_forked_child_gets_its_own_uuid(fake, make_handler, logger):
     logger.addHandler(handler)
     logger.info("parent")
     assert handler.flush(timeout=10)
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        code = 3
-        try:
-            logger.info("child")
-            code = 0 if handler.flush(timeout=10) else 1
-        finally:
-            os._exit(code)
+    pid = fork_running(log_and_flush(logger, handler, "child"))
     assert wait_child(pid, 30) == 0
     streams = fake.streams(GROUP)
     assert len(streams) == 2, streams
@@ -381,9 +356,7 @@ def test_fork_waits_for_the_shipping_threads_calls_under_way(fake, make_handler,
     logger.info("in flight at the fork")
     assert not handler.flush(timeout=0)  # asks for the send without waiting for it
     assert fake.wait_for_in_flight(1)
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
+    pid = fork_running(lambda: True)
     in_flight_after_fork = fake.in_flight
     assert wait_child(pid, 30) == 0
     assert in_flight_after_fork == 0

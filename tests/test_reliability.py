@@ -47,7 +47,8 @@ from conftest import FAST_RETRY, logs_client
 from faults import FaultProxy
 from strict_fake import Fault, StrictFake
 from test_delivery import wait_until
-from test_lifecycle import needs_fork, restore_logging, subprocess_env, unused_port  # noqa: F401 (fixture)
+from realprog import free_port, subprocess_env
+from test_lifecycle import needs_fork, restore_logging  # noqa: F401 (fixture)
 
 from cwlhandler import CloudWatchLogsHandler
 from cwlhandler.planner import DAY_MS, EMPTY_MESSAGE, HOUR_MS
@@ -328,7 +329,7 @@ def test_failed_attempts_leave_no_request_bodies_behind(make_handler, logger):
 
     from cwlhandler import planner
 
-    handler = make_handler(f"http://127.0.0.1:{unused_port()}", max_concurrency=1, max_batch_count=500,
+    handler = make_handler(f"http://127.0.0.1:{free_port()}", max_concurrency=1, max_batch_count=500,
                            shutdown_timeout=0.5)
     logger.addHandler(handler)
     gc_was_enabled = gc.isenabled()
@@ -411,7 +412,7 @@ def run_exit_script(url: str, stream: str, shutdown_timeout: float, count: int, 
 
 TEARDOWN_ALLOWANCE = 1.0
 DOWN = {
-    "refused": lambda fake: f"http://127.0.0.1:{unused_port()}",
+    "refused": lambda fake: f"http://127.0.0.1:{free_port()}",
     "503": lambda fake: (fake.set_outage(Fault.error("ServiceUnavailableException", 503)), fake.endpoint_url)[1],
     # accepts the connection, never answers: the handler's own client would wait 20 s for it
     "blackhole": lambda fake: (fake.set_outage(Fault.hang(60)), fake.endpoint_url)[1],
