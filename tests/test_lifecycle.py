@@ -595,3 +595,54 @@ def test_flush_on_return_never_waits_past_the_invocations_remaining_time():
     assert _lambda_budget(Context(1_200), 2.0) == pytest.approx(1.2 - LAMBDA_MARGIN)
     assert _lambda_budget(Context(100), 2.0) == 0.0
     assert _lambda_budget(None, 2.0) == 2.0  # no context (a local call): the timeout alone
+
+
+def test_importing_cwlhandler_imports_neither_boto3_nor_ssl():
+    """gevent must be able to patch ssl after the logging configuration imported cwlhandler."""
+    result = run_script("""
+        import sys
+        import cwlhandler
+        print(sorted(m for m in ("ssl", "boto3", "botocore.httpsession", "urllib3") if m in sys.modules))
+    """)
+    assert_clean_exit(result)
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+class _FakeUwsgi:
+    """The attributes of uWSGI's embedded ``uwsgi`` module that the handler reads."""
+
+    def __init__(self, worker: int, options: Dict[str, object], has_threads: int = 1) -> None:
+        self.opt, self.has_threads, self._worker = options, has_threads, worker
+
+    def worker_id(self) -> int:
+        return self._worker
+
+
+@pytest.mark.parametrize("worker, options, at_once", [
+    (0, {"master": True}, True),
+    (0, {"master": b"true", "processes": b"2"}, True),
+    (0, {"master": b"false"}, False),
+    (1, {"master": True}, False),  # a worker
+    (0, {}, False),  # no master: the one process serves
+])
+def test_only_uwsgis_master_ships_each_record_at_once(monkeypatch, worker, options, at_once):
+    from cwlhandler import lifecycle
+
+    monkeypatch.setitem(sys.modules, "uwsgi", _FakeUwsgi(worker, options))
+    assert lifecycle.ships_at_once() is at_once
+
+
+def test_uwsgi_without_python_threads_is_said_once(monkeypatch):
+    from cwlhandler import lifecycle
+
+    said = []
+
+    class Reporter:
+        def problem(self, key: str, text: str) -> None:
+            said.append(text)
+
+    monkeypatch.setitem(sys.modules, "uwsgi", _FakeUwsgi(1, {}, has_threads=0))
+    lifecycle.check_threads_can_run(Reporter())
+    monkeypatch.setitem(sys.modules, "uwsgi", _FakeUwsgi(1, {}, has_threads=1))
+    lifecycle.check_threads_can_run(Reporter())
+    assert len(said) == 1 and "--enable-threads" in said[0], said
