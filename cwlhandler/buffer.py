@@ -222,9 +222,10 @@ class Buffer:
             # As many records as fill whole requests, packed the way the planner packs them.
             take = 0
             for _ in range(slots):
-                end = min(take + count, bisect_right(totals, (totals[take - 1] if take else 0) + nbytes))
-                if end - take < count and end >= len(items):
-                    break  # the rest does not fill a request yet
+                limit = (totals[take - 1] if take else 0) + nbytes
+                end = min(take + count, bisect_right(totals, limit))
+                if end - take < count and end >= len(items) and limit - totals[end - 1] > EVENT_OVERHEAD:
+                    break  # the rest does not fill a request yet (a request with room for no event is full)
                 take = end
             take = max(1, take)
         else:

@@ -41,3 +41,17 @@ def test_flush_waits_for_records_taken_but_not_settled():
     cut, taken = buffer.take(lambda: 1, idle=0)
     buffer.settle(cut)  # the hold: no batches were opened, so the cut is done
     assert buffer.wait_settled(time.monotonic() + 0.01) is True
+
+
+def test_records_that_fill_a_request_exactly_go_out_as_one_request():
+    """998-byte messages: 1,024 of them (each 998 + 26 bytes) fill 1 MiB exactly; that request is full, not 'not yet'."""
+    buffer = Buffer(max_records=100_000, max_bytes=64 * 2**20, on_full="drop_oldest", batch_count=10_000,
+                    batch_bytes=2**20, flush_interval=3600)
+    requests = []
+    for i in range(2 * 1024 + 10):
+        buffer.append((i, "x" * 998, 998, ("g", "s")))
+        if len(buffer) == 1024:  # the moment size makes them due: take what is due, as the flusher does
+            _cut, taken = buffer.take(lambda: 8, idle=0)
+            requests.append(len(taken))
+    assert requests == [1024, 1024]
+    assert buffer.take(lambda: 8, idle=0) is False  # the last 10 wait for more, or for flush_interval
