@@ -102,7 +102,7 @@ class CloudWatchLogsHandler(logging.Handler):
         self._closed = False
         self._late = 0  # records emitted after close
         self._format_errors = 0
-        self._stalled: Optional[Tuple[int, float]] = None  # (settled position, deadline) of a vain flush
+        self._stalled: Optional[Tuple[int, float]] = None  # (settled position, deadline) of a vain exit flush
         self._retired = no_stats()  # counters of pipelines that delivered and stopped (see _ship_now)
         self._pid = _getpid()  # the process this handler's pipeline and client belong to
         self._clients = ProcessClient(self._make_client, own=client is None)
@@ -174,9 +174,26 @@ class CloudWatchLogsHandler(logging.Handler):
             deadline = time.monotonic() + max(0.0, float(timeout))
         with _logging_lock_released():
             delivered = pipeline.flush(deadline)
-        if not delivered and timeout is None:
+        if not delivered and timeout is None and _holds(self.lock):
+            # logging.shutdown (also dictConfig replacing handlers) holds our lock around
+            # flush() and close(): its close() keeps this deadline (see _default_deadline).
             self._stalled = (pipeline.buffer.settled, deadline)
         return delivered
+
+    def _flush_before_exit(self) -> None:
+        """The exit hook's flush; if it waits in vain, its deadline stands for the rest of the exit.
+
+        ``logging.shutdown`` calls ``flush()`` then ``close()`` after it: with the
+        endpoint down, each waiting in turn would multiply the exit time.  Only
+        the exit sequence shares a deadline: a flush of the application's that
+        gave up must not make a later ``close()`` give up at once.
+        """
+        pipeline = self._current_pipeline()
+        if pipeline is None:
+            return
+        deadline = time.monotonic() + self.settings.shutdown_timeout
+        if not self.flush(self.settings.shutdown_timeout):
+            self._stalled = (pipeline.buffer.settled, deadline)
 
     def close(self) -> None:
         """Deliver what can be delivered within ``shutdown_timeout``, then stop. Idempotent."""
@@ -207,12 +224,9 @@ class CloudWatchLogsHandler(logging.Handler):
 
     # -- internals -----------------------------------------------------------------------
     def _default_deadline(self, pipeline: Pipeline) -> float:
-        """``shutdown_timeout`` from now, unless a flush already waited that long in vain.
+        """``shutdown_timeout`` from now, unless the exit hook's flush waited that long in vain.
 
-        ``logging.shutdown`` calls ``flush()`` then ``close()`` (after our own
-        exit hook flushed): with the endpoint down, each waiting in turn would
-        multiply the exit time.  If nothing was acknowledged since a default
-        flush gave up, its deadline stands.
+        If nothing was acknowledged since (see ``_flush_before_exit``), its deadline stands.
         """
         stalled = self._stalled
         if stalled is not None and stalled[0] == pipeline.buffer.settled:
@@ -315,6 +329,12 @@ def _check_endpoint(endpoint_url: Optional[str]) -> Optional[str]:
     return str(endpoint_url)
 
 
+def _holds(lock: Any) -> bool:
+    """Does this thread hold ``lock`` (an RLock)?"""
+    is_owned = getattr(lock, "_is_owned", None)
+    return bool(is_owned is not None and is_owned())
+
+
 @contextmanager
 def _logging_lock_released() -> Iterator[None]:
     """Release the logging module lock while waiting, if this thread holds it.
@@ -325,8 +345,7 @@ def _logging_lock_released() -> Iterator[None]:
     a lock it waits on the same way.
     """
     lock = getattr(logging, "_lock", None)
-    is_owned = getattr(lock, "_is_owned", None)
-    if is_owned is None or not is_owned():
+    if not _holds(lock):
         yield
         return
     state = lock._release_save()  # type: ignore[union-attr]

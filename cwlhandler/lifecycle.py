@@ -194,7 +194,7 @@ def check_threads_can_run(reporter: Any) -> None:
 def _flush_all_before_exit() -> None:
     """Runs when the main thread finishes, while threads still run (and in multiprocessing children)."""
     for handler in live_handlers():
-        handler.flush()
+        handler._flush_before_exit()
 
 
 def _before_fork() -> None:

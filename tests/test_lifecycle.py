@@ -21,7 +21,7 @@ import pytest
 from cwlhandler import CloudWatchLogsHandler
 from conftest import read_events
 from realprog import free_port, subprocess_env
-from strict_fake import delay
+from strict_fake import Fault, delay
 
 GROUP = "test-group"
 HAS_FORK = hasattr(os, "fork")
@@ -160,6 +160,20 @@ def test_flush_times_out_while_requests_are_blocked_then_succeeds(fake, make_han
 
 
 # -- close() ------------------------------------------------------------------------------------------------------
+def test_a_flush_that_gave_up_does_not_make_a_later_close_give_up_at_once(fake, make_handler, logger):
+    """Issue 10, bug 2: a default flush() that timed out left a deadline that a later close() reused."""
+    handler = make_handler(fake.endpoint_url, shutdown_timeout=0.5)
+    logger.addHandler(handler)
+    fake.set_outage(Fault.error("ServiceUnavailableException", 503))
+    for i in range(5):
+        logger.info("r%d", i)
+    assert handler.flush() is False  # as before a Lambda function returns while the endpoint is down
+    fake.set_outage(None)
+    handler.close()
+    assert messages(fake.events(GROUP, "test-stream")) == [f"r{i}" for i in range(5)]
+    assert handler.stats()["dropped"] == 0
+
+
 def test_close_is_idempotent_and_delivers(fake, make_handler, logger):
     handler = make_handler(fake.endpoint_url, log_stream="close", flush_interval=60)
     capture = Capture()
