@@ -153,7 +153,7 @@ class CloudWatchLogsHandler(logging.Handler):
             except (TypeError, ValueError, OverflowError):  # NaN, inf, None: a broken clock or record
                 timestamp = int(time.time() * 1000)
             router = self._router
-            append((timestamp, message, nbytes, router.static or router.route(record)))
+            append((timestamp, message, nbytes, router.static or router.route(record, timestamp)))
         except Exception:
             self.handleError(record)
 

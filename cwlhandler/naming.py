@@ -16,12 +16,13 @@ RECORD_FIELDS = ("thread", "logger", "level", "date")
 MAX_NAME = 512
 _GROUP_BAD = re.compile(r"[^A-Za-z0-9_\-/.#]")
 _STREAM_BAD = re.compile(r"[:*]")
-_RECORD_VALUE: Dict[str, Callable[[logging.LogRecord], object]] = {
-    "thread": lambda r: r.threadName,
-    "logger": lambda r: r.name,
-    "level": lambda r: r.levelname,
-    # The day number is cheap to compute and keys the cache; it becomes a date once.
-    "date": lambda r: int(r.created // 86400),
+_RECORD_VALUE: Dict[str, Callable[[logging.LogRecord, int], object]] = {
+    "thread": lambda r, ms: r.threadName,
+    "logger": lambda r, ms: r.name,
+    "level": lambda r, ms: r.levelname,
+    # From the timestamp emit computed (a broken record.created has been replaced there), as a
+    # day number: cheap, and it keys the cache; it becomes a date once.
+    "date": lambda r, ms: ms // 86_400_000,
 }
 _CACHE_LIMIT = 4096
 
@@ -42,7 +43,10 @@ def new_uuid() -> str:
 
 
 def _day(day_number: object) -> str:
-    return (datetime.date(1970, 1, 1) + datetime.timedelta(days=int(day_number))).isoformat()  # type: ignore[arg-type]
+    try:
+        return (datetime.date(1970, 1, 1) + datetime.timedelta(days=int(day_number))).isoformat()  # type: ignore
+    except (OverflowError, ValueError):  # a timestamp past year 9999: the planner drops it as too new
+        return "invalid-date"
 
 
 class NameTemplate:
@@ -131,11 +135,11 @@ class Router:
         fields.update(zip(self.fields, values))
         return self.group.render(fields), self.stream.render(fields)
 
-    def route(self, record: logging.LogRecord) -> Tuple[str, str]:
+    def route(self, record: logging.LogRecord, timestamp_ms: int) -> Tuple[str, str]:
         static = self.static  # set when no placeholder depends on the record
         if static is not None:
             return static
-        values = tuple(get(record) for get in self._getters)
+        values = tuple(get(record, timestamp_ms) for get in self._getters)
         key = self._cache.get(values)
         if key is None:
             if len(self._cache) >= _CACHE_LIMIT:

@@ -413,3 +413,17 @@ def test_a_lone_record_goes_out_after_flush_interval_not_at_the_idle_tick(fake, 
     while not stored():
         assert time.monotonic() < deadline, "a lone record waited for the flusher's idle tick"
         time.sleep(0.01)
+
+
+def test_a_record_with_a_broken_timestamp_is_routed_by_date_and_delivered(fake, make_handler, logger):
+    """Issue 10, bug 10: {date} read record.created again, unguarded; a NaN lost the record uncounted."""
+    handler = make_handler(fake.endpoint_url, log_stream="app/{date}")
+    logger.addHandler(handler)
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, "broken clock", None, None)
+    record.created = float("nan")
+    logger.handle(record)
+    assert handler.flush(timeout=10)
+    (stream,) = fake.streams("test-group")
+    assert [m for _, m in fake.events("test-group", stream)] == ["broken clock"]
+    stats = handler.stats()
+    assert (stats["emitted"], stats["sent"], stats["dropped"]) == (1, 1, 0)
