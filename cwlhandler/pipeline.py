@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Tuple
 from .buffer import Buffer, Cut, Item
 from .config import Settings
 from .planner import EVENT_OVERHEAD, Event, add_counts, chains, fit_event, plan_batches
-from .sender import Batch, ProcessClient, RetryPolicy, Sender, thread_state
+from .sender import Batch, ProcessClient, RetryPolicy, Sender, describe, thread_state
 from .stats import Reporter, Stats
 
 
@@ -81,7 +81,21 @@ class Pipeline:
             self.reporter.drops(self.stats_snapshot()["dropped_by_reason"])  # type: ignore[arg-type]
 
     def _submit(self, cut: Cut, items: List[Item]) -> None:
-        """Apply the oversize policy, group by stream, plan and hand the batches over."""
+        """Plan the batches of a cut and hand them over; the records are counted whatever happens."""
+        try:
+            work, drops = self._plan(cut, items)
+        except Exception as exc:  # a bug must not end the flusher: every flush() would then wait in vain
+            self.reporter.problem("bug", f"unexpected error while planning, {len(items)} record(s) dropped: "
+                                  f"{describe(exc)}")
+            work, drops = [], {"error": len(items)}
+        self.stats.drop(drops)
+        self.buffer.open_batches(cut, sum(map(len, work)))
+        for chain in work:
+            self.sender.submit(chain)
+        self.buffer.settle(cut)  # release the flusher's hold on the cut
+
+    def _plan(self, cut: Cut, items: List[Item]) -> Tuple[List[List[Batch]], Dict[str, int]]:
+        """Apply the oversize policy, group by stream, plan: the batches, in chains, and the drops by reason."""
         settings = self.settings
         limit = settings.max_event_bytes - EVENT_OVERHEAD
         streams: Dict[Tuple[str, str], List[Event]] = {}
@@ -113,11 +127,7 @@ class Pipeline:
             )
             add_counts(drops, dropped)
             work += [[Batch(key, batch, cut) for batch in chain] for chain in chains(planned)]
-        self.stats.drop(drops)
-        self.buffer.open_batches(cut, sum(map(len, work)))
-        for chain in work:
-            self.sender.submit(chain)
-        self.buffer.settle(cut)  # release the flusher's hold on the cut
+        return work, drops
 
     # -- flush, shutdown, stats ----------------------------------------------------------
     def flush(self, deadline: float) -> bool:

@@ -427,3 +427,23 @@ def test_a_record_with_a_broken_timestamp_is_routed_by_date_and_delivered(fake, 
     assert [m for _, m in fake.events("test-group", stream)] == ["broken clock"]
     stats = handler.stats()
     assert (stats["emitted"], stats["sent"], stats["dropped"]) == (1, 1, 0)
+
+
+def test_a_bug_in_planning_drops_and_counts_that_cut_and_the_flusher_goes_on(fake, make_handler, logger, capsys,
+                                                                             monkeypatch):
+    """Issue 10, bug 4: an unexpected exception in the flusher ended it; every flush then waited in vain."""
+    from cwlhandler import pipeline
+
+    handler = make_handler(fake.endpoint_url)
+    logger.addHandler(handler)
+    real_plan = pipeline.plan_batches
+    monkeypatch.setattr(pipeline, "plan_batches", lambda *a, **k: 1 / 0)
+    logger.info("lost to the bug")
+    assert handler.flush(timeout=10)
+    monkeypatch.setattr(pipeline, "plan_batches", real_plan)
+    logger.info("delivered after it")
+    assert handler.flush(timeout=10)
+    assert [m for _, m in fake.events("test-group", "test-stream")] == ["delivered after it"]
+    stats = handler.stats()
+    assert (stats["emitted"], stats["sent"], stats["dropped_by_reason"]) == (2, 1, {"error": 1})
+    assert "unexpected error while planning, 1 record(s) dropped: ZeroDivisionError" in capsys.readouterr().err
