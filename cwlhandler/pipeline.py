@@ -135,8 +135,8 @@ class Pipeline:
 
     def shutdown(self, deadline: float) -> bool:
         """Deliver what can be delivered by ``deadline``; count the rest as ``shutdown`` drops."""
+        self.buffer.close()  # first: a record appended after the end is read would reach a stopped sender
         target = self.buffer.appended
-        self.buffer.close()
         delivered = self.buffer.wait_settled(deadline, target)
         if not delivered:
             self.buffer.abandon()

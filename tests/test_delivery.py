@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -447,3 +448,46 @@ def test_a_bug_in_planning_drops_and_counts_that_cut_and_the_flusher_goes_on(fak
     stats = handler.stats()
     assert (stats["emitted"], stats["sent"], stats["dropped_by_reason"]) == (2, 1, {"error": 1})
     assert "unexpected error while planning, 1 record(s) dropped: ZeroDivisionError" in capsys.readouterr().err
+
+
+def test_a_record_appended_as_shutdown_closes_the_buffer_is_sent_or_counted(fake, make_handler, logger,
+                                                                             monkeypatch):
+    """Issue 10, bug 3: a record appended between shutdown reading the buffer's end and closing it was submitted
+    after the workers had stopped: counted in emitted, in neither sent nor dropped.
+
+    The interleaving is forced: the record lands inside close(), and the flusher may take it only once the
+    workers are gone (as when the scheduler runs it last).
+    """
+    from cwlhandler.sender import Sender
+
+    closing, workers_gone = threading.Event(), threading.Event()
+    real_free_slots = Sender.free_slots
+    monkeypatch.setattr(Sender, "free_slots", lambda self: 0 if closing.is_set() and not workers_gone.is_set()
+                        else real_free_slots(self))  # before the flusher starts: it binds this one
+    handler = make_handler(fake.endpoint_url, flush_interval=60, shutdown_timeout=1)
+    logger.addHandler(handler)
+    logger.info("before close")
+    assert handler.flush(timeout=10)
+    pipeline = handler._pipeline
+    buffer, sender = pipeline.buffer, pipeline.sender
+    real_close, real_stop = buffer.close, sender.stop
+
+    def close_with_a_racing_emit() -> None:
+        closing.set()
+        buffer.append((int(time.time() * 1000), "racing", 6, ("test-group", "test-stream")))
+        real_close()
+
+    def stop_and_wait_for_the_workers() -> None:
+        real_stop()
+        for thread in sender.threads:
+            thread.join(5)
+        workers_gone.set()
+        with buffer.changed:
+            buffer.changed.notify_all()
+
+    buffer.close = close_with_a_racing_emit
+    sender.stop = stop_and_wait_for_the_workers
+    handler.close()
+    stats = handler.stats()
+    assert stats["emitted"] == 2
+    assert stats["sent"] + stats["dropped"] == 2, stats
