@@ -115,6 +115,11 @@ class Chain:
         return any(low <= e[0] <= high and e[0] in mine for b in other.batches for e in b.events)
 
 
+def _already_exists(result: Any) -> bool:
+    """A create call that a racing creator won: as good as ours."""
+    return isinstance(result, ClientError) and result.response.get("Error", {}).get("Code") == "ResourceAlreadyExistsException"
+
+
 def classify(error: BaseException) -> str:
     """Map an exception from a CloudWatch Logs call to what to do about it."""
     if isinstance(error, ClientError):
@@ -593,17 +598,23 @@ class Sender:
                 return kind, result
             if not self._create_group:
                 return MISSING, result
-            kind, result = self._create_one("create_log_group", logGroupName=batch.group)
-            if kind == OK and self._retention_days:
-                kind, result = self._call(
-                    "put_retention_policy", logGroupName=batch.group, retentionInDays=self._retention_days
-                )
-            if kind != OK:
+            kind, result = self._call("create_log_group", logGroupName=batch.group)
+            if kind == OK and self._retention_days:  # only on a group this handler created, never a racer's
+                self._set_retention(batch.group)
+            if kind != OK and not _already_exists(result):
                 return kind, result
             return self._create_one("create_log_stream", logGroupName=batch.group, logStreamName=batch.stream)
 
+    def _set_retention(self, group: str) -> None:
+        """Retention is the group's, not the records': its failure is reported and holds up nothing."""
+        kind, result = self._call("put_retention_policy", logGroupName=group, retentionInDays=self._retention_days)
+        if kind != OK:
+            self._reporter.problem(
+                "retention", f"could not set the retention of the log group {group!r} it created to "
+                f"{self._retention_days} days: {describe(result)} (needs logs:PutRetentionPolicy); records are "
+                "shipped all the same",
+            )
+
     def _create_one(self, operation: str, **params: Any) -> Tuple[str, Any]:
         kind, result = self._call(operation, **params)
-        if isinstance(result, ClientError) and result.response.get("Error", {}).get("Code") == "ResourceAlreadyExistsException":
-            return OK, {}
-        return kind, result
+        return (OK, {}) if _already_exists(result) else (kind, result)

@@ -491,3 +491,31 @@ def test_a_record_appended_as_shutdown_closes_the_buffer_is_sent_or_counted(fake
     stats = handler.stats()
     assert stats["emitted"] == 2
     assert stats["sent"] + stats["dropped"] == 2, stats
+
+
+def test_a_missing_retention_permission_is_reported_and_holds_up_nothing(fake, make_handler, logger, capsys):
+    """Issue 10, bug 8: a refused PutRetentionPolicy stalled delivery in the slow retry meant for credentials."""
+    fake.inject("PutRetentionPolicy", *[Fault.error("AccessDeniedException", 400)] * 5)
+    handler = make_handler(fake.endpoint_url, retention_days=7)
+    logger.addHandler(handler)
+    logger.info("shipped without retention")
+    assert handler.flush(timeout=10)
+    assert [m for _, m in fake.events("test-group", "test-stream")] == ["shipped without retention"]
+    assert fake.calls["PutRetentionPolicy"] == 1  # reported, not retried until it passes
+    assert fake.retention("test-group") is None
+    err = capsys.readouterr().err
+    assert "could not set the retention of the log group 'test-group' it created to 7 days" in err, err
+    assert "logs:PutRetentionPolicy" in err and "cannot ship" not in err, err
+
+
+def test_retention_is_set_only_on_a_group_this_handler_created(fake, make_handler, logger):
+    """Issue 10, bug 8: when a racing creator made the group first, its retention is not ours to change."""
+    logs_client(fake.endpoint_url).create_log_group(logGroupName="test-group")
+    fake.inject("CreateLogStream", Fault.error("ResourceNotFoundException", 400))  # the group looked missing
+    handler = make_handler(fake.endpoint_url, retention_days=7)
+    logger.addHandler(handler)
+    logger.info("into a group someone else made")
+    assert handler.flush(timeout=10)
+    assert [m for _, m in fake.events("test-group", "test-stream")] == ["into a group someone else made"]
+    assert fake.calls["CreateLogGroup"] == 2  # the racer's and ours, refused as existing
+    assert fake.retention("test-group") is None
