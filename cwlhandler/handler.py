@@ -21,6 +21,8 @@ from .stats import Reporter, combined, no_stats
 DEFAULT_STREAM = "{hostname}/{program}/{pid}"
 
 _getpid = os.getpid
+# After the handler's threads failed to start, how long records are dropped before it tries again.
+THREAD_RETRY = 5.0
 
 
 class CloudWatchLogsHandler(logging.Handler):
@@ -100,8 +102,10 @@ class CloudWatchLogsHandler(logging.Handler):
         self._append: Optional[Callable[[Item], None]] = None  # the pipeline's buffer.append (or _ship_now), once started
         self._start_lock = threading.Lock()
         self._closed = False
-        self._late = 0  # records emitted after close
+        self._count_lock = threading.Lock()  # for the rare counts below (+= is not atomic without the GIL)
+        self._refused: Dict[str, int] = {}  # records the handler dropped without a pipeline, by reason
         self._format_errors = 0
+        self._threads_retry_at = 0.0  # after threads failed to start: when to try again
         self._stalled: Optional[Tuple[int, float]] = None  # (settled position, deadline) of a vain exit flush
         self._retired = no_stats()  # counters of pipelines that delivered and stopped (see _ship_now)
         self._pid = _getpid()  # the process this handler's pipeline and client belong to
@@ -135,14 +139,12 @@ class CloudWatchLogsHandler(logging.Handler):
             if self._pid != _getpid():  # a fork that ran no Python fork hook (uWSGI)
                 self._adopt_process()
             append = self._append or self._start()
-            if append is None:
-                self._late += 1
-                return
             try:
                 message = self.format(record)
             except Exception as exc:
                 self.handleError(record)
-                self._format_errors += 1
+                with self._count_lock:
+                    self._format_errors += 1
                 message = _unformattable(record, exc)
             if type(message) is str and message.isascii() and message:
                 nbytes = len(message)  # the common case, without a call
@@ -215,11 +217,12 @@ class CloudWatchLogsHandler(logging.Handler):
         """Counters: emitted, sent, dropped, dropped_by_reason, api_calls, retries, buffered..."""
         pipeline = self._current_pipeline()
         result = combined(pipeline.stats_snapshot() if pipeline is not None else no_stats(), self._retired)
-        if self._late:
-            result["emitted"] += self._late
-            result["dropped"] += self._late
-            result["dropped_by_reason"]["closed"] = self._late
-        result["format_errors"] = self._format_errors
+        with self._count_lock:
+            refused, result["format_errors"] = dict(self._refused), self._format_errors
+        for reason, n in refused.items():
+            result["emitted"] += n
+            result["dropped"] += n
+            result["dropped_by_reason"][reason] = result["dropped_by_reason"].get(reason, 0) + n
         return result
 
     # -- internals -----------------------------------------------------------------------
@@ -233,15 +236,27 @@ class CloudWatchLogsHandler(logging.Handler):
             return stalled[1]
         return time.monotonic() + self.settings.shutdown_timeout
 
-    def _start(self) -> Optional[Callable[[Item], None]]:
-        """Make and start this process's pipeline on the first record; its buffer's append (None once closed)."""
+    def _start(self) -> Callable[[Item], None]:
+        """Make and start this process's pipeline on the first record; what takes the record.
+
+        Without a pipeline (closed, or no thread could start), that counts the record as dropped.
+        """
         with self._start_lock:
             if self._closed:
-                return None
+                return self._refuse("closed")
             if self._pipeline is None:
+                if time.monotonic() < self._threads_retry_at:
+                    return self._refuse("no_threads")
                 self._prepare_client()  # on this thread, before any shipping thread of this process exists
                 pipeline = Pipeline(self.settings, self._clients, self._reporter, self.retry_policy)
-                pipeline.start()
+                try:
+                    pipeline.start()
+                except RuntimeError as exc:  # "can't start new thread": a container's pids limit, or exit
+                    self._threads_retry_at = time.monotonic() + THREAD_RETRY
+                    self._reporter.problem(
+                        "threads", f"cannot start the handler's threads ({exc}): records are dropped and counted "
+                        f"as 'no_threads'; tried again every {THREAD_RETRY:g} s")
+                    return self._refuse("no_threads")
                 self._pipeline = pipeline
                 self._append = self._ship_now if lifecycle.ships_at_once() else pipeline.buffer.append
                 lifecycle.check_threads_can_run(self._reporter)
@@ -256,16 +271,18 @@ class CloudWatchLogsHandler(logging.Handler):
         with self._start_lock:
             pipeline, self._pipeline, self._append = self._pipeline, None, None
         if pipeline is None:  # another thread is shipping it: start again
-            append = self._start()
-            if append is None:
-                self._late += 1
-            else:
-                append(item)
+            self._start()(item)
             return
         pipeline.buffer.append(item)
         with _logging_lock_released():
             pipeline.shutdown(time.monotonic() + self.settings.shutdown_timeout)
         self._retired = combined(pipeline.stats_snapshot(), self._retired)
+
+    def _refuse(self, reason: str) -> Callable[[Item], None]:
+        def count(_item: Item) -> None:
+            with self._count_lock:
+                self._refused[reason] = self._refused.get(reason, 0) + 1
+        return count
 
     def _prepare_client(self) -> None:
         """Make this process's client on the calling thread (see ``sender.ProcessClient``)."""
@@ -308,7 +325,10 @@ class CloudWatchLogsHandler(logging.Handler):
             self._append = None
             self._start_lock = threading.Lock()
             self._reporter = Reporter(self.log_group)  # its lock may have been held by a parent thread
-            self._format_errors = self._late = 0
+            self._count_lock = threading.Lock()
+            self._refused = {}
+            self._format_errors = 0
+            self._threads_retry_at = 0.0
             self._stalled = None
             self._retired = no_stats()
             self._router.reset(new_uuid())

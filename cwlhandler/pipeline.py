@@ -66,8 +66,13 @@ class Pipeline:
         self._flusher = threading.Thread(target=self._run, name="cwlhandler-flusher", daemon=True)
 
     def start(self) -> None:
-        self.sender.start()
-        self._flusher.start()
+        """Start the threads; if one cannot start, the ones that did end at once, and the error is raised."""
+        try:
+            self.sender.start()
+            self._flusher.start()
+        except RuntimeError:
+            self.sender.stop()
+            raise
 
     # -- the flusher thread ------------------------------------------------------------
     def _run(self) -> None:

@@ -519,3 +519,41 @@ def test_retention_is_set_only_on_a_group_this_handler_created(fake, make_handle
     assert [m for _, m in fake.events("test-group", "test-stream")] == ["into a group someone else made"]
     assert fake.calls["CreateLogGroup"] == 2  # the racer's and ours, refused as existing
     assert fake.retention("test-group") is None
+
+
+def test_threads_that_cannot_start_leak_nothing_and_their_records_are_counted(fake, make_handler, logger, capsys,
+                                                                              monkeypatch):
+    """Issue 10, bug 5: "can't start new thread" (a pids limit) leaked threads on every log call, counted nothing."""
+    from cwlhandler import handler as handler_module
+
+    real_start = threading.Thread.start
+
+    def start(thread):
+        if thread.name == "cwlhandler-sender-1":  # one worker started, the next one cannot
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    def cwlhandler_threads() -> set:
+        return {t for t in threading.enumerate() if t.name.startswith("cwlhandler-")}
+
+    before = cwlhandler_threads()  # other tests' handlers, if any are still winding down
+    monkeypatch.setattr(threading.Thread, "start", start)
+    handler = make_handler(fake.endpoint_url)
+    logger.addHandler(handler)
+    for i in range(3):
+        logger.info("no thread for %d", i)
+    stats = handler.stats()
+    assert (stats["emitted"], stats["dropped_by_reason"]) == (3, {"no_threads": 3}), stats
+    assert "cannot start the handler's threads (can't start new thread)" in capsys.readouterr().err
+
+    deadline = time.monotonic() + 5
+    while cwlhandler_threads() - before:  # the worker that did start ends at once
+        assert time.monotonic() < deadline, cwlhandler_threads()
+        time.sleep(0.01)
+
+    monkeypatch.setattr(threading.Thread, "start", real_start)  # the limit is lifted
+    monkeypatch.setattr(handler_module, "THREAD_RETRY", 0.0)
+    handler._threads_retry_at = 0.0
+    logger.info("shipped once threads can start")
+    assert handler.flush(timeout=10)
+    assert [m for _, m in fake.events("test-group", "test-stream")] == ["shipped once threads can start"]
