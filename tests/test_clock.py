@@ -1,0 +1,58 @@
+"""Time at the handler level, with the clock frozen by freezegun (the strict fake, in this process, reads it too).
+
+A ``{date}`` stream rolls over at midnight UTC; the 14-day and 2-hour edges are judged when the batch is sent.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+
+import freezegun.config
+import pytest
+from freezegun import freeze_time
+
+from cwlhandler.planner import HOUR_MS, MAX_AGE_MS
+
+GROUP = "test-group"
+UTC = datetime.timezone.utc
+
+
+@pytest.fixture(autouse=True)
+def frozen_for_every_thread(monkeypatch):
+    """freezegun gives code called from ``threading``'s frames the real time: the shipping threads must not."""
+    monkeypatch.setattr(freezegun.config.settings, "default_ignore_list",
+                        [m for m in freezegun.config.settings.default_ignore_list if m != "threading"])
+
+
+def test_a_date_stream_rolls_over_at_midnight_utc(fake, make_handler, logger):
+    with freeze_time(datetime.datetime(2026, 12, 31, 23, 59, 59, 500000, tzinfo=UTC), tick=True) as clock:
+        handler = make_handler(fake.endpoint_url, log_stream="app/{date}", flush_interval=3600)
+        logger.addHandler(handler)
+        logger.info("last of the year")
+        clock.tick(datetime.timedelta(seconds=1))
+        logger.info("first of the year")
+        assert handler.flush(timeout=10)
+    assert fake.streams(GROUP) == ["app/2026-12-31", "app/2027-01-01"]
+    assert [m for _, m in fake.events(GROUP, "app/2026-12-31")] == ["last of the year"]
+    assert [m for _, m in fake.events(GROUP, "app/2027-01-01")] == ["first of the year"]
+
+
+def test_the_age_edges_are_judged_when_the_batch_is_sent(fake, make_handler, logger):
+    """Logged in time, sent too late: a record 14 days old minus a second is dropped once an hour has passed."""
+    with freeze_time(datetime.datetime(2026, 12, 1, 12, 0, tzinfo=UTC), tick=True) as clock:
+        handler = make_handler(fake.endpoint_url, flush_interval=3600)
+        logger.addHandler(handler)
+        now_ms = int(datetime.datetime(2026, 12, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
+
+        def log_at(ms: int, message: str) -> None:
+            record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, message, None, None)
+            record.created = ms / 1000
+            logger.handle(record)
+
+        log_at(now_ms - MAX_AGE_MS + 1000, "nearly 14 days old")  # fine now, too old in an hour
+        log_at(now_ms + 2 * HOUR_MS + 30 * 60_000, "2.5 hours ahead")  # too new now, fine in an hour
+        log_at(now_ms, "now")
+        clock.tick(datetime.timedelta(hours=1))
+        assert handler.flush(timeout=10)
+    assert sorted(m for _, m in fake.events(GROUP, "test-stream")) == ["2.5 hours ahead", "now"]
+    assert handler.stats()["dropped_by_reason"] == {"too_old": 1}
