@@ -14,8 +14,8 @@ from .buffer import Item
 from .config import Settings
 from .naming import NameTemplate, Router, new_uuid
 from .pipeline import Pipeline
-from .planner import measure
-from .sender import ProcessClient, RetryPolicy, make_client, thread_state
+from .planner import add_counts, measure
+from .sender import ForkGate, ProcessClient, RetryPolicy, make_client, thread_state
 from .stats import Reporter, combined, no_stats
 
 DEFAULT_STREAM = "{hostname}/{program}/{pid}"
@@ -177,25 +177,17 @@ class CloudWatchLogsHandler(logging.Handler):
         with _logging_lock_released():
             delivered = pipeline.flush(deadline)
         if not delivered and timeout is None and _holds(self.lock):
-            # logging.shutdown (also dictConfig replacing handlers) holds our lock around
-            # flush() and close(): its close() keeps this deadline (see _default_deadline).
+            # The exit sequence (our exit hook, then logging.shutdown; also dictConfig replacing
+            # handlers) holds our lock around each step: the next keeps this deadline, so exit does not
+            # wait shutdown_timeout at every step.  A flush of the application's leaves nothing behind.
             self._stalled = (pipeline.buffer.settled, deadline)
         return delivered
 
     def _flush_before_exit(self) -> None:
-        """The exit hook's flush; if it waits in vain, its deadline stands for the rest of the exit.
-
-        ``logging.shutdown`` calls ``flush()`` then ``close()`` after it: with the
-        endpoint down, each waiting in turn would multiply the exit time.  Only
-        the exit sequence shares a deadline: a flush of the application's that
-        gave up must not make a later ``close()`` give up at once.
-        """
-        pipeline = self._current_pipeline()
-        if pipeline is None:
-            return
-        deadline = time.monotonic() + self.settings.shutdown_timeout
-        if not self.flush(self.settings.shutdown_timeout):
-            self._stalled = (pipeline.buffer.settled, deadline)
+        """The exit hook's flush, under the handler's lock as ``logging.shutdown``'s: if it waits in vain,
+        its deadline stands for the flush and close that ``logging.shutdown`` does next (see ``flush``)."""
+        with self.lock:  # type: ignore[union-attr]
+            self.flush()
 
     def close(self) -> None:
         """Deliver what can be delivered within ``shutdown_timeout``, then stop. Idempotent."""
@@ -219,17 +211,17 @@ class CloudWatchLogsHandler(logging.Handler):
         result = combined(pipeline.stats_snapshot() if pipeline is not None else no_stats(), self._retired)
         with self._count_lock:
             refused, result["format_errors"] = dict(self._refused), self._format_errors
-        for reason, n in refused.items():
-            result["emitted"] += n
-            result["dropped"] += n
-            result["dropped_by_reason"][reason] = result["dropped_by_reason"].get(reason, 0) + n
+        n = sum(refused.values())
+        result["emitted"] += n
+        result["dropped"] += n
+        add_counts(result["dropped_by_reason"], refused)
         return result
 
     # -- internals -----------------------------------------------------------------------
     def _default_deadline(self, pipeline: Pipeline) -> float:
         """``shutdown_timeout`` from now, unless the exit hook's flush waited that long in vain.
 
-        If nothing was acknowledged since (see ``_flush_before_exit``), its deadline stands.
+        If nothing was acknowledged since (see ``flush``), its deadline stands.
         """
         stalled = self._stalled
         if stalled is not None and stalled[0] == pipeline.buffer.settled:
@@ -296,14 +288,10 @@ class CloudWatchLogsHandler(logging.Handler):
             return self._client
         return make_client(self._session, self._region_name, self._endpoint_url, self.settings.max_concurrency)
 
-    def _fork_gate(self, close: bool, deadline: float = 0.0) -> None:
-        """Around a fork in this process: keep the shipping threads out of OpenSSL (``sender.ForkGate``)."""
+    def _fork_gate(self) -> Optional[ForkGate]:
+        """The gate that keeps this process's shipping threads out of OpenSSL around a fork, if it has any."""
         pipeline = self._pipeline
-        if pipeline is not None and self._pid == _getpid():
-            if close:
-                pipeline.sender.fork_gate.close(deadline)
-            else:
-                pipeline.sender.fork_gate.reopen()
+        return pipeline.sender.fork_gate if pipeline is not None and self._pid == _getpid() else None
 
     def _current_pipeline(self) -> Optional[Pipeline]:
         if self._pid != _getpid():

@@ -197,15 +197,19 @@ def _flush_all_before_exit() -> None:
         handler._flush_before_exit()
 
 
+def _fork_gates() -> List[Any]:
+    return [gate for gate in (handler._fork_gate() for handler in live_handlers()) if gate is not None]
+
+
 def _before_fork() -> None:
     deadline = time.monotonic() + FORK_WAIT
-    for handler in live_handlers():
-        handler._fork_gate(close=True, deadline=deadline)
+    for gate in _fork_gates():
+        gate.close(deadline)
 
 
 def _after_fork_in_parent() -> None:
-    for handler in live_handlers():
-        handler._fork_gate(close=False)
+    for gate in _fork_gates():
+        gate.reopen()
 
 
 def _after_fork_in_child() -> None:

@@ -10,6 +10,8 @@ import threading
 import time
 from typing import Callable, Dict, Mapping
 
+from .planner import add_counts
+
 REPORT_INTERVAL = 60.0
 
 
@@ -48,8 +50,7 @@ def combined(a: Mapping[str, object], b: Mapping[str, object]) -> Dict[str, obje
     """Two pipelines' counters added up (a handler that ships record by record retires one per record)."""
     result: Dict[str, object] = {k: v + b.get(k, 0) for k, v in a.items() if k != "dropped_by_reason"}  # type: ignore
     drops = dict(a["dropped_by_reason"])  # type: ignore[call-overload]
-    for reason, n in b["dropped_by_reason"].items():  # type: ignore[attr-defined]
-        drops[reason] = drops.get(reason, 0) + n
+    add_counts(drops, b["dropped_by_reason"])  # type: ignore[arg-type]
     result["dropped_by_reason"] = drops
     return result
 
