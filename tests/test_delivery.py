@@ -410,10 +410,7 @@ def test_a_lone_record_goes_out_after_flush_interval_not_at_the_idle_tick(fake, 
     def stored() -> bool:
         return "test-group" in fake.groups() and ("lone" in [m for _, m in fake.events("test-group", "test-stream")])
 
-    deadline = time.monotonic() + REPORT_TICK / 2
-    while not stored():
-        assert time.monotonic() < deadline, "a lone record waited for the flusher's idle tick"
-        time.sleep(0.01)
+    wait_until(stored, REPORT_TICK / 2, state=lambda: "a lone record waited for the flusher's idle tick")
 
 
 def test_a_record_with_a_broken_timestamp_is_routed_by_date_and_delivered(fake, make_handler, logger):
@@ -546,10 +543,7 @@ def test_threads_that_cannot_start_leak_nothing_and_their_records_are_counted(fa
     assert (stats["emitted"], stats["dropped_by_reason"]) == (3, {"no_threads": 3}), stats
     assert "cannot start the handler's threads (can't start new thread)" in capsys.readouterr().err
 
-    deadline = time.monotonic() + 5
-    while cwlhandler_threads() - before:  # the worker that did start ends at once
-        assert time.monotonic() < deadline, cwlhandler_threads()
-        time.sleep(0.01)
+    wait_until(lambda: not cwlhandler_threads() - before, 5, state=cwlhandler_threads)  # the started one ends
 
     monkeypatch.setattr(threading.Thread, "start", real_start)  # the limit is lifted
     monkeypatch.setattr(handler_module, "THREAD_RETRY", 0.0)
