@@ -65,29 +65,36 @@ class Reporter:
         self._last: Dict[str, float] = {}
         self._reported_drops: Dict[str, int] = {}
 
-    def _due(self, key: str, force: bool) -> bool:
-        now = self._clock()
-        with self._lock:
-            last = self._last.get(key)
-            if not force and last is not None and now - last < REPORT_INTERVAL:
-                return False
-            self._last[key] = now
-            return True
+    def _due(self, key: str, now: float, force: bool) -> bool:
+        """Whether ``key`` may be reported at ``now``; the caller holds the lock."""
+        last = self._last.get(key)
+        if not force and last is not None and now - last < REPORT_INTERVAL:
+            return False
+        self._last[key] = now
+        return True
 
     def problem(self, key: str, text: str) -> None:
         """Report a condition a person must act on (bad credentials, missing group...)."""
-        if self._due("problem:" + key, False):
+        now = self._clock()
+        with self._lock:
+            due = self._due("problem:" + key, now, False)
+        if due:
             write(f"cwlhandler ({self.name}): {text}")
 
     def drops(self, dropped_by_reason: Mapping[str, int], force: bool = False) -> None:
-        """Report drops not yet reported; ``force`` ignores the once-a-minute limit (at close)."""
+        """Report drops not yet reported; ``force`` ignores the once-a-minute limit (at close).
+
+        One lock region reads what was reported, decides and records it: the
+        flusher and ``shutdown`` report concurrently, and two regions let both
+        report the same drops, or an older snapshot wind the record back.
+        """
+        now = self._clock()
         with self._lock:
-            new = {r: n - self._reported_drops.get(r, 0) for r, n in dropped_by_reason.items()}
-            new = {r: n for r, n in new.items() if n > 0}
-        if not new or not self._due("drops", force):
-            return
-        with self._lock:
-            self._reported_drops.update(dropped_by_reason)
+            reported = self._reported_drops
+            new = {r: n - reported.get(r, 0) for r, n in dropped_by_reason.items() if n > reported.get(r, 0)}
+            if not new or not self._due("drops", now, force):
+                return
+            reported.update((r, reported.get(r, 0) + n) for r, n in new.items())
         detail = ", ".join(f"{r}: {n}" for r, n in sorted(new.items()))
         write(f"cwlhandler ({self.name}): dropped {sum(new.values())} log events ({detail}); see stats()")
 

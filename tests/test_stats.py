@@ -56,3 +56,30 @@ def test_stats_snapshot_is_a_copy():
     snap = stats.snapshot()
     snap["dropped_by_reason"]["too_old"] = 99
     assert stats.snapshot() == {"sent": 3, "api_calls": 0, "retries": 0, "dropped_by_reason": {"too_old": 2}}
+
+
+def test_racing_reports_never_repeat_a_drop(capsys):
+    """Issue 10, bug 6: the flusher's report and shutdown's forced one raced.
+
+    The first report read its snapshot, then (inside the clock call, between its
+    lock regions) the forced report of a newer snapshot ran to the end.  The
+    first then reported its older drops again and wound the reported counts
+    back, so a third report repeated them once more.
+    """
+    import threading
+
+    times = iter([0.0, 1000.0, 2000.0])
+    racer: list = []
+
+    def clock() -> float:
+        if not racer:  # the first report's clock call: shutdown's forced report runs to the end meanwhile
+            racer.append(threading.Thread(target=reporter.drops, args=({"too_old": 5},), kwargs={"force": True}))
+            racer[0].start()
+            racer[0].join()
+        return next(times)
+
+    reporter = Reporter("grp", clock=clock)
+    reporter.drops({"too_old": 3})
+    reporter.drops({"too_old": 5}, force=True)  # nothing new since the forced report
+    reported = sum(int(line.split()[3]) for line in capsys.readouterr().err.splitlines())
+    assert reported == 5
