@@ -25,6 +25,8 @@ _RECORD_VALUE: Dict[str, Callable[[logging.LogRecord, int], object]] = {
     "date": lambda r, ms: ms // 86_400_000,
 }
 _CACHE_LIMIT = 4096
+# Names cached longer than this are forgotten at the next new name (yesterday's ``{date}``, a finished job's ``{thread}``).
+_CACHE_AGE_MS = 3_600_000
 
 
 def process_fields(handler_uuid: str) -> Dict[str, str]:
@@ -109,7 +111,8 @@ class Router:
 
     Without per-record placeholders the key is computed once per process;
     otherwise it is cached by the record's placeholder values in a bounded
-    dict, so names that go idle (yesterday's ``{date}``) are forgotten.
+    dict, emptied when full or at a new name an hour after it was last
+    emptied, so names that go idle (yesterday's ``{date}``) are forgotten.
     """
 
     def __init__(self, group: NameTemplate, stream: NameTemplate, handler_uuid: str) -> None:
@@ -128,6 +131,7 @@ class Router:
             self.uuid = handler_uuid
         self._process = process_fields(self.uuid)
         self._cache = {}
+        self._cache_since: Optional[int] = None  # the emit time (ms) of the cache's first name
         self.static = None if self.fields else self._render(())
 
     def _render(self, values: Tuple[object, ...]) -> Tuple[str, str]:
@@ -141,8 +145,9 @@ class Router:
             return static
         values = tuple(get(record, timestamp_ms) for get in self._getters)
         key = self._cache.get(values)
-        if key is None:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache = {}
+        if key is None:  # a new name: the only moment the cache is checked for size and age
+            since = self._cache_since
+            if len(self._cache) >= _CACHE_LIMIT or since is None or not 0 <= timestamp_ms - since < _CACHE_AGE_MS:
+                self._cache, self._cache_since = {}, timestamp_ms
             key = self._cache[values] = self._render(values)
         return key

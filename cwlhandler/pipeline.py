@@ -21,6 +21,8 @@ from .stats import Reporter, Stats
 
 # How often an idle flusher wakes to report drops that happened meanwhile.
 REPORT_TICK = 5.0
+# After the shutdown deadline, how long a request already on the wire may still be answered.
+ANSWER_GRACE = 0.2
 
 
 _key = itemgetter(3)
@@ -145,7 +147,7 @@ class Pipeline:
         delivered = self.buffer.wait_settled(deadline, target)
         if not delivered:
             self.buffer.abandon()
-            self.sender.abort()
+            self.sender.abort(time.monotonic() + ANSWER_GRACE)
         self.sender.stop()
         # Idle threads end at once; after an abort a worker may sit in an HTTP call: its
         # batch is already counted, and as a daemon it cannot hold up the exit.

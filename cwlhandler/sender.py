@@ -40,6 +40,8 @@ class _ThreadState(threading.local):
 
     shipping = False
     body: Optional[bytes] = None  # a PutLogEvents body encoded by this worker, for the hook
+    # The request this worker is about to send, until its bytes go out: (sender, batch, events in it).
+    sending: Optional[Tuple["Sender", "Batch", int]] = None
 
 
 thread_state = _ThreadState()
@@ -51,6 +53,57 @@ def _send_prepared_body(params: Dict[str, Any], **_: Any) -> None:
     if body is not None:
         params["body"] = body
         thread_state.body = None
+
+
+class Unsent(Exception):
+    """Raised on the way to the wire: the batch was counted as not sent, so it must not be sent."""
+
+
+def _on_wire() -> None:
+    """Called by our connections just before a request's first byte leaves, once connected."""
+    sending = thread_state.sending
+    if sending is not None:
+        thread_state.sending = None
+        sending[0].on_wire(sending[1], sending[2])
+
+
+_MARKED_POOLS: Dict[type, type] = {}
+
+
+def _marked_pool(pool: type) -> type:
+    """``pool`` with connections that call :func:`_on_wire` once connected, before each write.
+
+    A connection refused, or still being made, at the deadline put nothing on
+    the wire: its records are certainly not delivered (``shutdown``).  Once
+    connected, the service may store what is written even if its answer never
+    comes (``shutdown_in_flight``).  Made on first use: this imports urllib3 (and ssl).
+    """
+    marked = _MARKED_POOLS.get(pool)
+    if marked is None:
+        base = pool.ConnectionCls  # type: ignore[attr-defined]
+
+        class Connection(base):  # type: ignore[misc, valid-type]
+            def connect(self) -> None:
+                super().connect()
+                _on_wire()
+
+            def send(self, data: Any) -> None:
+                if self.sock is not None:  # else http.client connects first, through connect() above
+                    _on_wire()
+                super().send(data)
+
+        marked = _MARKED_POOLS[pool] = type(pool.__name__, (pool,), {"ConnectionCls": Connection})
+    return marked
+
+
+def observe_wire(client: Any) -> bool:
+    """Make ``client``'s connections mark their requests on the wire; False if this botocore has no such seam."""
+    pools = getattr(getattr(getattr(client, "_endpoint", None), "http_session", None), "_pool_classes_by_scheme", None)
+    if not isinstance(pools, dict) or not all(hasattr(p, "ConnectionCls") for p in pools.values()):
+        return False
+    for scheme, pool in list(pools.items()):
+        pools[scheme] = _marked_pool(pool)
+    return True
 
 
 OK, RETRY, OPERATOR, MISSING, INVALID, ERROR = "ok", "retry", "operator", "missing", "invalid", "error"
@@ -81,13 +134,24 @@ class RetryPolicy:
 
 
 class Batch:
-    __slots__ = ("group", "stream", "events", "cut", "settled")
+    """Events of one stream for one PutLogEvents call, and what became of them so far.
+
+    ``sent`` and ``drops`` grow as parts are answered (a refused batch is
+    halved); ``on_wire`` is the number of events in a request written and not
+    yet answered.  Whatever is neither when the batch is settled is counted by
+    the reason its settling gives (see ``Sender._settle``).
+    """
+
+    __slots__ = ("group", "stream", "events", "cut", "settled", "sent", "drops", "on_wire")
 
     def __init__(self, key: Tuple[str, str], events: List[Event], cut: Any) -> None:
         self.group, self.stream = key
         self.events = events
         self.cut = cut
         self.settled = False
+        self.sent = 0
+        self.drops: Dict[str, int] = {}
+        self.on_wire = 0
 
 
 class Chain:
@@ -115,6 +179,22 @@ class Chain:
         return any(low <= e[0] <= high and e[0] in mine for b in other.batches for e in b.events)
 
 
+# Answers after which the service may still have stored the request (a failure inside it, a proxy timing out).
+_UNCERTAIN_STATUS = {500, 502, 504}
+
+
+def _may_have_stored(error: Any) -> bool:
+    """After a failed PutLogEvents: could the service have stored it all the same?
+
+    An error the service answered with refused the request, except an internal
+    failure; a connection reset or read timeout after the request was written
+    leaves it unknown.
+    """
+    if isinstance(error, ClientError):
+        return error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in _UNCERTAIN_STATUS
+    return True
+
+
 def _already_exists(result: Any) -> bool:
     """A create call that a racing creator won: as good as ours."""
     return isinstance(result, ClientError) and result.response.get("Error", {}).get("Code") == "ResourceAlreadyExistsException"
@@ -138,8 +218,8 @@ def classify(error: BaseException) -> str:
         return OPERATOR
     if isinstance(error, ParamValidationError):
         return INVALID
-    if isinstance(error, BotoCoreError):
-        return RETRY  # connection errors, timeouts, truncated responses
+    if isinstance(error, (BotoCoreError, Unsent)):
+        return RETRY  # connection errors, timeouts, truncated responses; Unsent: the deadline, retried never
     return ERROR
 
 
@@ -265,6 +345,11 @@ class ProcessClient:
         # Our own encoder needs a client that does not validate parameters (ours);
         # a user's client may validate: then botocore must see the real events.
         self.prepared_body = own
+        # Whether a prepared body was seen to reach the service (the rehearsal, or an answer to a real one).
+        self.body_verified = False
+        # Whether the client's connections say when a request goes on the wire (ours only:
+        # a user's client is not altered). Without it, a call counts as on the wire once begun.
+        self.wire_observed = False
 
     def get(self) -> Any:
         with self._lock:
@@ -275,7 +360,9 @@ class ProcessClient:
                     client.meta.events.register(
                         f"before-call.{service}.PutLogEvents", _send_prepared_body, unique_id="cwlhandler-body"
                     )
-                    self.prepared_body = rehearse(client) is not False
+                    rehearsed = rehearse(client)
+                    self.prepared_body, self.body_verified = rehearsed is not False, rehearsed is True
+                    self.wire_observed = observe_wire(client)
                 self._client = client
             return self._client
 
@@ -289,7 +376,8 @@ class ProcessClient:
         shipping threads out of the client (its pool, its credentials) at the fork.
         """
         child = ProcessClient(self._factory, self._own)
-        child.prepared_body = self.prepared_body
+        child.prepared_body, child.body_verified = self.prepared_body, self.body_verified
+        child.wire_observed = self.wire_observed
         client = self._client  # read without the lock, which a parent thread may have held at the fork
         if client is not None:
             http_session = getattr(getattr(client, "_endpoint", None), "http_session", None)
@@ -369,6 +457,7 @@ class Sender:
         self._on_settled = on_settled
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
+        self._answered = threading.Condition(self._lock)  # after an abort: a batch on the wire was settled
         self._queue: Deque[Chain] = deque()
         self._pending: Dict[Tuple[str, str], List[Chain]] = {}  # per stream: queued, waiting or in flight
         self._queued = 0  # batches not yet started
@@ -408,7 +497,7 @@ class Sender:
                     blocker.successor = chain
                 return
         for batch in batches:
-            self._settle(batch, 0, {"shutdown": len(batch.events)})
+            self._settle(batch, "shutdown")
 
     def stop(self) -> None:
         """Let workers exit once the queue is empty."""
@@ -416,8 +505,13 @@ class Sender:
             self._stopping = True
             self._work.notify_all()
 
-    def abort(self) -> None:
-        """At the shutdown deadline: settle every batch not yet delivered as dropped."""
+    def abort(self, answer_by: float) -> None:
+        """At the shutdown deadline: settle every batch not yet delivered.
+
+        What is on the wire may still be answered: it is given until
+        ``answer_by``, then counted as ``shutdown_in_flight`` (the service may
+        have stored it).  Everything else never left: ``shutdown``.
+        """
         self._abort.set()
         with self._lock:
             pending = [b for chains in self._pending.values() for chain in chains for b in chain.batches]
@@ -425,8 +519,33 @@ class Sender:
             self._pending.clear()
             self._queued = 0
         for batch in pending:
-            self._settle(batch, 0, {"shutdown": len(batch.events)})
+            if not batch.on_wire:
+                self._settle(batch, "shutdown")
+        with self._lock:
+            while any(b.on_wire for b in self._in_flight):
+                remaining = answer_by - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._answered.wait(remaining)
+            unanswered = list(self._in_flight)
+        for batch in unanswered:
+            self._settle(batch, "shutdown")
         self.stop()
+
+    def on_wire(self, batch: Batch, n: int) -> None:
+        """A request of ``n`` events of ``batch`` is about to be written; refused once the batch is settled."""
+        with self._lock:
+            if batch.settled:
+                raise Unsent("the shutdown deadline passed; the batch was counted as not sent")
+            batch.on_wire = n
+
+    def _progress(self, batch: Batch, sent: int, drops: Optional[Dict[str, int]] = None) -> None:
+        """A part of ``batch`` was answered (or given up): count it on the batch."""
+        with self._lock:
+            batch.on_wire = 0
+            batch.sent += sent
+            if drops:
+                add_counts(batch.drops, drops)
 
     def client(self) -> Any:
         return self._clients.get()
@@ -446,12 +565,13 @@ class Sender:
                     self._queued -= len(chain.batches)
                     self._in_flight.update(chain.batches)
                 for batch in chain.batches:
+                    rest = "shutdown"  # what the deadline cut short
                     try:
-                        sent, drops = self._deliver(batch)
+                        self._deliver(batch)
                     except Exception as exc:  # a bug must not kill the worker or lose the count
                         self._reporter.problem("bug", f"unexpected error while sending, batch dropped: {describe(exc)}")
-                        sent, drops = 0, {"error": len(batch.events)}
-                    self._settle(batch, sent, drops)
+                        rest = "error"
+                    self._settle(batch, rest)
                 chain = self._finish(chain)
 
     def _finish(self, chain: Chain) -> Optional[Chain]:
@@ -464,12 +584,22 @@ class Sender:
                     del self._pending[chain.key]
             return None if self._abort.is_set() else chain.successor
 
-    def _settle(self, batch: Batch, sent: int, drops: Dict[str, int]) -> None:
+    def _settle(self, batch: Batch, rest: str) -> None:
+        """Count ``batch`` once: what was answered, what is on the wire, and the rest as ``rest``."""
         with self._lock:
             if batch.settled:
                 return
             batch.settled = True
             self._in_flight.discard(batch)
+            sent, drops = batch.sent, dict(batch.drops)
+            unsettled = len(batch.events) - sent - sum(drops.values())
+            if batch.on_wire:
+                add_counts(drops, {"shutdown_in_flight": batch.on_wire})
+                unsettled -= batch.on_wire
+            if unsettled:
+                add_counts(drops, {rest: unsettled})
+            if self._abort.is_set():
+                self._answered.notify_all()
         self._stats.add("sent", sent)
         self._stats.drop(drops)
         self._on_settled(batch)
@@ -479,14 +609,13 @@ class Sender:
         self._abort.wait(seconds)
 
     # -- one batch -----------------------------------------------------------------------
-    def _deliver(self, batch: Batch) -> Tuple[int, Dict[str, int]]:
-        """Send ``batch`` until acknowledged; returns (events accepted, drops by reason).
+    def _deliver(self, batch: Batch) -> None:
+        """Send ``batch`` until acknowledged, counting each answered part on the batch.
 
         A batch the service refuses as invalid is halved until the offending
-        events are alone, so only they are dropped.
+        events are alone, so only they are dropped.  At the deadline it stops;
+        the rest is counted when the batch is settled.
         """
-        sent = 0
-        drops: Dict[str, int] = {}
         parts = [batch.events]
         attempt = 0
         isolation_calls = 0
@@ -494,11 +623,12 @@ class Sender:
         while parts:
             events = parts[-1]
             if self._abort.is_set():
-                add_counts(drops, {"shutdown": sum(len(p) for p in parts)})
-                return sent, drops
+                return
             if attempt:
                 self._stats.add("retries")
             kind, result = self._put(batch, events)
+            if kind != OK and not _may_have_stored(result):
+                self._progress(batch, 0)  # a plain refusal: this part is not on the wire any more
             if kind == MISSING and not created:
                 kind, result = self._create(batch, result)
                 created = kind == OK
@@ -507,14 +637,13 @@ class Sender:
             if kind == OK:
                 info = result.get("rejectedLogEventsInfo") if isinstance(result, dict) else None
                 rejected = rejected_by_reason(info or {}, len(events))
-                sent += len(events) - sum(rejected.values())
-                add_counts(drops, rejected)
+                self._progress(batch, len(events) - sum(rejected.values()), rejected)
                 parts.pop()
                 attempt = 0
             elif kind == INVALID:
                 parts.pop()
                 if len(events) == 1 or isolation_calls >= MAX_ISOLATION_CALLS:
-                    add_counts(drops, {"rejected": len(events)})
+                    self._progress(batch, 0, {"rejected": len(events)})
                     self._reporter.problem(
                         "rejected", f"the service refused {len(events)} event(s) for {batch.group}/{batch.stream}: "
                         f"{describe(result)}; they were dropped and counted as 'rejected'",
@@ -526,7 +655,7 @@ class Sender:
                 attempt = 0
             elif kind == ERROR:
                 parts.pop()
-                add_counts(drops, {"error": len(events)})
+                self._progress(batch, 0, {"error": len(events)})
                 self._reporter.problem("error", f"unexpected error while sending, events dropped: {describe(result)}")
             elif kind in (OPERATOR, MISSING, NO_CLIENT):
                 advice = (explain_client_failure(result) if kind == NO_CLIENT else
@@ -549,10 +678,13 @@ class Sender:
                     )
                 self._sleep(self.retry.delay(attempt))
                 attempt += 1
-        return sent, drops
 
-    def _call(self, operation: str, **params: Any) -> Tuple[str, Any]:
-        """One API call: (OK, response) or (kind, exception)."""
+    def _call(self, operation: str, sending: Optional[Tuple["Sender", Batch, int]] = None,
+              **params: Any) -> Tuple[str, Any]:
+        """One API call: (OK, response) or (kind, exception).
+
+        ``sending`` names the batch a PutLogEvents carries, to be marked on the wire.
+        """
         with self.fork_gate:
             try:
                 client = self.client()
@@ -560,29 +692,49 @@ class Sender:
                 return NO_CLIENT, detach(exc)
             self._stats.add("api_calls")
             try:
+                if sending is not None:
+                    if self._clients.wire_observed:
+                        thread_state.sending = sending
+                    else:  # a user's client: on the wire from the moment the call begins
+                        self.on_wire(sending[1], sending[2])
                 return OK, getattr(client, operation)(**params)
             except Exception as exc:
                 return classify(exc), detach(exc)
 
     def _put(self, batch: Batch, events: List[Event]) -> Tuple[str, Any]:
-        """One PutLogEvents call; the body is encoded here, not by botocore, when we can."""
-        if self._clients.prepared_body:
-            thread_state.body = request_body(batch.group, batch.stream, events)
-            kind, result = self._call(
-                "put_log_events", logGroupName=batch.group, logStreamName=batch.stream, logEvents=[]
-            )
-            unsent = thread_state.body is not None
-            thread_state.body = None
-            if not unsent or not (kind == OK or isinstance(result, ClientError)):
+        """One PutLogEvents call; the body is encoded here, not by botocore, when we can.
+
+        Should botocore ever send its own body instead (``logEvents: []``), the
+        service answers a request without the events: it is resent the plain
+        way, and the plain way is kept when it works.
+        """
+        clients = self._clients
+        if not clients.prepared_body:
+            return self._put_call(batch, len(events), logEvents=request_events(events))
+        thread_state.body = request_body(batch.group, batch.stream, events)
+        kind, result = self._put_call(batch, len(events), logEvents=[])
+        skipped = thread_state.body is not None  # our hook never ran
+        thread_state.body = None
+        if not skipped:
+            if kind == OK:
+                clients.body_verified = True
+            if kind != INVALID or clients.body_verified:
                 return kind, result
-            # The service answered a request without our body (a botocore change?): go the slow way.
-            self._clients.prepared_body = False
-        return self._call(
-            "put_log_events",
-            logGroupName=batch.group,
-            logStreamName=batch.stream,
-            logEvents=request_events(events),
-        )
+        elif not (kind == OK or isinstance(result, ClientError)):
+            return kind, result  # nothing answered yet: resent as it is
+        # Answered without our body, or an unproven body refused as invalid: the plain way tells.
+        kind, result = self._put_call(batch, len(events), logEvents=request_events(events))
+        if skipped or kind == OK:
+            clients.prepared_body = False
+        return kind, result
+
+    def _put_call(self, batch: Batch, n: int, **params: Any) -> Tuple[str, Any]:
+        """The API call of ``_put``, marked on the wire (see :func:`_on_wire`) when its bytes go out."""
+        try:
+            return self._call("put_log_events", (self, batch, n), logGroupName=batch.group,
+                              logStreamName=batch.stream, **params)
+        finally:
+            thread_state.sending = None
 
     def _create(self, batch: Batch, missing: BaseException) -> Tuple[str, Any]:
         """Create the stream (and the group when it is missing too), then report OK to resend.

@@ -40,7 +40,7 @@ ALREADY_EXISTS = "ResourceAlreadyExistsException"
 @dataclass(frozen=True)
 class Fault:
     """One injected fault. Build with the constructors below."""
-    kind: str               # "error" | "reset" | "delay" | "hang" | "apply_then_error"
+    kind: str               # "error" | "reset" | "delay" | "hang" | "apply_then_error" | "apply_then_hang"
     code: str = ""
     status: int = 400
     message: str = "Injected fault."
@@ -67,9 +67,14 @@ class Fault:
                          message: str = "Injected fault after applying the request.") -> "Fault":
         return cls("apply_then_error", code=code, status=status, message=message)
 
+    @classmethod
+    def apply_then_hang(cls, seconds: float) -> "Fault":
+        """Store the request, then answer nothing for ``seconds`` and reset: a lost answer."""
+        return cls("apply_then_hang", seconds=seconds)
 
-error, reset, delay, hang, apply_then_error = (
-    Fault.error, Fault.reset, Fault.delay, Fault.hang, Fault.apply_then_error)
+
+error, reset, delay, hang, apply_then_error, apply_then_hang = (
+    Fault.error, Fault.reset, Fault.delay, Fault.hang, Fault.apply_then_error, Fault.apply_then_hang)
 
 
 class ApiError(Exception):
@@ -348,6 +353,9 @@ class StrictFake:
             result, failure = None, exc
         if fault is not None and fault.kind == "apply_then_error":
             return handler.send_api_error(ApiError(fault.code, fault.message, fault.status))
+        if fault is not None and fault.kind == "apply_then_hang":
+            self._stopping.wait(fault.seconds)
+            return handler.drop()
         if failure is not None:
             if failure.code == INVALID:
                 with self._lock:

@@ -56,3 +56,22 @@ def test_the_age_edges_are_judged_when_the_batch_is_sent(fake, make_handler, log
         assert handler.flush(timeout=10)
     assert sorted(m for _, m in fake.events(GROUP, "test-stream")) == ["2.5 hours ahead", "now"]
     assert handler.stats()["dropped_by_reason"] == {"too_old": 1}
+
+
+def test_stream_names_idle_for_an_hour_are_forgotten(fake, make_handler, logger):
+    """The handler keeps no state for a stream it stopped writing to: a new name an hour on forgets the old ones."""
+    with freeze_time(datetime.datetime(2026, 12, 1, 9, 0, tzinfo=UTC), tick=True) as clock:
+        handler = make_handler(fake.endpoint_url, log_stream="{logger}")
+        logger.addHandler(handler)
+        for name in ("job-1", "job-2"):
+            logging.getLogger(f"{logger.name}.{name}").info("working")  # propagates to the test's logger
+        clock.tick(datetime.timedelta(minutes=59))
+        logging.getLogger(f"{logger.name}.job-3").info("working")
+        remembered_within_the_hour = sorted(s for _, s in handler._router._cache.values())
+        clock.tick(datetime.timedelta(hours=2))
+        logging.getLogger(f"{logger.name}.job-4").info("working")
+        assert handler.flush(timeout=10)
+    jobs = [f"{logger.name}.job-{i}" for i in range(1, 5)]
+    assert remembered_within_the_hour == jobs[:3]
+    assert [s for _, s in handler._router._cache.values()] == [jobs[3]]
+    assert fake.streams(GROUP) == jobs

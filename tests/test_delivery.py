@@ -408,7 +408,9 @@ def test_a_lone_record_goes_out_after_flush_interval_not_at_the_idle_tick(fake, 
     logger.info("lone")
 
     def stored() -> bool:
-        return "test-group" in fake.groups() and ("lone" in [m for _, m in fake.events("test-group", "test-stream")])
+        # the group is made before the stream: a poll between the two must not read a missing stream
+        return ("test-group" in fake.groups() and "test-stream" in fake.streams("test-group")
+                and "lone" in [m for _, m in fake.events("test-group", "test-stream")])
 
     wait_until(stored, REPORT_TICK / 2, state=lambda: "a lone record waited for the flusher's idle tick")
 
