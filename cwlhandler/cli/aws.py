@@ -90,7 +90,10 @@ def read_stream(client: Any, group: str, stream: str, start_ms: Optional[int] = 
                 token: Optional[str] = None) -> Tuple[List[Dict[str, Any]], Optional[str]]:
     """Events of one stream, oldest first, by GetLogEvents paging; and the token to continue from.
 
-    The end is reached when ``nextForwardToken`` equals the token passed in.
+    ``start_ms`` keeps events from that time on (all of them when None).  Passing the returned token
+    back reads only what arrived since (``tail --follow``).  The end is reached when
+    ``nextForwardToken`` equals the token passed in, not at an empty page (a page may be empty while
+    more events follow).  The events are botocore's dicts (``timestamp``, ``message``, ``ingestionTime``).
     """
     events: List[Dict[str, Any]] = []
     while True:
