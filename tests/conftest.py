@@ -1,4 +1,5 @@
-"""Shared fixtures: real HTTP endpoints on 127.0.0.1 and handlers wired to them."""
+"""Shared fixtures (only fixtures: shared functions live in helpers.py): real HTTP endpoints on 127.0.0.1,
+handlers wired to them, and logging put back as it was."""
 from __future__ import annotations
 
 import logging
@@ -6,17 +7,14 @@ import os
 import sys
 from typing import Iterator, List
 
-import boto3
-import botocore.config
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from helpers import FAST_RETRY  # noqa: E402
 from strict_fake import StrictFake  # noqa: E402
 
 from cwlhandler import CloudWatchLogsHandler  # noqa: E402
-from cwlhandler.cli import read_stream  # noqa: E402
-from cwlhandler.sender import RetryPolicy  # noqa: E402
 
 # Dummy credentials only: nothing here ever reaches AWS.
 os.environ.update(
@@ -26,7 +24,6 @@ os.environ.update(
 )
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_SESSION_TOKEN", None)
-FAST_RETRY = RetryPolicy(base=0.01, cap=0.05, slow=0.1)
 
 
 @pytest.fixture
@@ -44,21 +41,6 @@ def moto_url() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
-
-
-def logs_client(endpoint_url: str):
-    return boto3.client(
-        "logs",
-        region_name="us-east-1",
-        endpoint_url=endpoint_url,
-        config=botocore.config.Config(retries={"total_max_attempts": 1}),
-    )
-
-
-def read_events(endpoint_url: str, group: str, stream: str) -> List[tuple]:
-    """Every (timestamp, message) of a stream, oldest first, through GetLogEvents paging."""
-    events, _ = read_stream(logs_client(endpoint_url), group, stream)
-    return [(e["timestamp"], e["message"]) for e in events]
 
 
 @pytest.fixture
@@ -91,3 +73,28 @@ def logger(request) -> Iterator[logging.Logger]:
     yield log
     for h in list(log.handlers):
         log.removeHandler(h)
+
+
+@pytest.fixture
+def restore_logging():
+    """Put the root logger, and the loggers dictConfig may touch, back as they were."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    disabled = {name: lg.disabled for name, lg in logging.Logger.manager.loggerDict.items()
+                if isinstance(lg, logging.Logger)}
+    try:
+        yield
+    finally:
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
+                if isinstance(h, CloudWatchLogsHandler):
+                    h.close()
+        for h in handlers:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(level)
+        for name, value in disabled.items():
+            lg = logging.Logger.manager.loggerDict.get(name)
+            if isinstance(lg, logging.Logger):
+                lg.disabled = value

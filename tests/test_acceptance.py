@@ -9,7 +9,7 @@ import time
 from collections import Counter
 
 import pytest
-from test_delivery import log_at
+from helpers import log_at
 
 from cwlhandler.planner import DAY_MS, HOUR_MS
 

@@ -19,7 +19,7 @@ from typing import Dict, List
 
 import pytest
 
-from realprog import program, read_group, running, subprocess_env, wait_until
+from helpers import program, read_group, running, subprocess_env, wait_until
 
 TASKS = 8
 APP = '''

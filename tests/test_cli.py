@@ -7,7 +7,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,15 +17,11 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 
-from conftest import logs_client, read_events
 from cwlhandler.planner import EMPTY_MESSAGE
+from helpers import ROOT, free_port, logs_client, read_events, subprocess_env
 from strict_fake import error
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
-           AWS_EC2_METADATA_DISABLED="true", PYTHONUTF8="1")
-for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"):
-    ENV.pop(_name, None)
+ENV = subprocess_env(PYTHONUTF8="1")
 TIMEOUT = 60
 ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 posix_only = pytest.mark.skipif(os.name != "posix", reason="signals and pipes as on POSIX")
@@ -93,12 +88,6 @@ class Lines:
             lines.append(line)
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def put(endpoint: str, group: str, stream: str, *events: tuple) -> None:
     client = logs_client(endpoint)
     for call, kwargs in (("create_log_group", {}), ("create_log_stream", {"logStreamName": stream})):
@@ -143,7 +132,7 @@ UNKNOWN_GROUP = "cli-no-such-group"
 @pytest.fixture(scope="module")
 def quick(moto_url, tmp_path_factory):
     """Results of the commands that need no prepared state, run a few at a time (each is mostly start-up)."""
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     empty = tmp_path_factory.mktemp("aws-config")
     no_credentials = {k: v for k, v in ENV.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     no_credentials.update(AWS_CONFIG_FILE=str(empty / "config"), AWS_SHARED_CREDENTIALS_FILE=str(empty / "credentials"))

@@ -5,11 +5,11 @@ A ``{date}`` stream rolls over at midnight UTC; the 14-day and 2-hour edges are 
 from __future__ import annotations
 
 import datetime
-import logging
 
 import freezegun.config
 import pytest
 from freezegun import freeze_time
+from helpers import log_at
 
 from cwlhandler.planner import HOUR_MS, MAX_AGE_MS
 
@@ -44,14 +44,9 @@ def test_the_age_edges_are_judged_when_the_batch_is_sent(fake, make_handler, log
         logger.addHandler(handler)
         now_ms = int(datetime.datetime(2026, 12, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
 
-        def log_at(ms: int, message: str) -> None:
-            record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, message, None, None)
-            record.created = ms / 1000
-            logger.handle(record)
-
-        log_at(now_ms - MAX_AGE_MS + 1000, "nearly 14 days old")  # fine now, too old in an hour
-        log_at(now_ms + 2 * HOUR_MS + 30 * 60_000, "2.5 hours ahead")  # too new now, fine in an hour
-        log_at(now_ms, "now")
+        log_at(logger, now_ms - MAX_AGE_MS + 1000, "nearly 14 days old")  # fine now, too old in an hour
+        log_at(logger, now_ms + 2 * HOUR_MS + 30 * 60_000, "2.5 hours ahead")  # too new now, fine in an hour
+        log_at(logger, now_ms, "now")
         clock.tick(datetime.timedelta(hours=1))
         assert handler.flush(timeout=10)
     assert sorted(m for _, m in fake.events(GROUP, "test-stream")) == ["2.5 hours ahead", "now"]

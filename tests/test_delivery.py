@@ -6,26 +6,10 @@ import threading
 import time
 
 import pytest
-from conftest import logs_client, read_events
+from helpers import log_at, logs_client, read_events, wait_until
 from strict_fake import Fault, StrictFake
 
 from cwlhandler.planner import DAY_MS, HOUR_MS, truncation_marker
-
-
-def log_at(logger: logging.Logger, ts_ms: int, msg: str, *args) -> None:
-    """Log a record whose timestamp is ``ts_ms`` (the record is otherwise ordinary)."""
-    record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, msg, args, None)
-    record.created = ts_ms / 1000
-    logger.handle(record)
-
-
-def wait_until(predicate, timeout: float = 10.0, state=lambda: None) -> None:
-    """Poll a condition (synchronisation on state, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached in time; state: {state()}")
-        time.sleep(0.002)
 
 
 def test_moto_round_trip_creates_group_and_stream(moto_url, make_handler, logger):
@@ -265,7 +249,7 @@ def test_bad_credentials_report_once_retry_slowly_and_keep_buffering(make_handle
         logger.addHandler(handler)
         for i in range(20):
             logger.info("c%d", i)
-        wait_until(lambda: sum(fake.calls.values()) >= 1, timeout=30)
+        assert wait_until(lambda: sum(fake.calls.values()) >= 1, timeout=30), fake.calls
         first = sum(fake.calls.values())
         assert handler.flush(0.5) is False
         assert sum(fake.calls.values()) - first <= 10  # slow retries (0.1 s in tests), never a busy loop
@@ -289,10 +273,10 @@ def _fill_behind_a_held_sender(fake, make_handler, logger, on_full):
     handler.gate = fake.gate()  # kept on the handler for the test to open
     for i in range(10):
         logger.info("a%d", i)
-    wait_until(lambda: fake.in_flight == 1)
+    assert wait_until(lambda: fake.in_flight == 1), fake.in_flight
     for i in range(10, 20):
         logger.info("a%d", i)
-    wait_until(lambda: handler.stats()["buffered"] == 0)
+    assert wait_until(lambda: handler.stats()["buffered"] == 0), handler.stats()
     return handler
 
 
@@ -323,7 +307,7 @@ def test_block_policy_blocks_only_until_there_is_room(fake, make_handler, logger
 
     thread = threading.Thread(target=produce)
     thread.start()
-    wait_until(lambda: handler.stats()["buffered"] == 5, state=handler.stats)
+    assert wait_until(lambda: handler.stats()["buffered"] == 5), handler.stats()
     assert not done.is_set()  # blocked: the buffer is full and nothing can leave
     handler.gate.set()
     assert done.wait(10)
@@ -389,7 +373,7 @@ def test_a_buffer_smaller_than_a_request_ships_when_half_full(fake, make_handler
     for i in range(60):
         logger.info("%03d %s", i, "x" * 96)  # 100 bytes each
     # No flush() and an hour-long interval: only being half full can make these due.
-    wait_until(lambda: handler.stats()["sent"] >= 50, state=handler.stats)
+    assert wait_until(lambda: handler.stats()["sent"] >= 50), handler.stats()
     assert handler.stats()["dropped"] == 0
     assert handler.flush(10)
     assert [m for _, m in fake.events("test-group", "test-stream")] == [f"{i:03d} {'x' * 96}" for i in range(60)]
@@ -412,7 +396,7 @@ def test_a_lone_record_goes_out_after_flush_interval_not_at_the_idle_tick(fake, 
         return ("test-group" in fake.groups() and "test-stream" in fake.streams("test-group")
                 and "lone" in [m for _, m in fake.events("test-group", "test-stream")])
 
-    wait_until(stored, REPORT_TICK / 2, state=lambda: "a lone record waited for the flusher's idle tick")
+    assert wait_until(stored, REPORT_TICK / 2), "a lone record waited for the flusher's idle tick"
 
 
 def test_a_record_with_a_broken_timestamp_is_routed_by_date_and_delivered(fake, make_handler, logger):
@@ -545,7 +529,7 @@ def test_threads_that_cannot_start_leak_nothing_and_their_records_are_counted(fa
     assert (stats["emitted"], stats["dropped_by_reason"]) == (3, {"no_threads": 3}), stats
     assert "cannot start the handler's threads (can't start new thread)" in capsys.readouterr().err
 
-    wait_until(lambda: not cwlhandler_threads() - before, 5, state=cwlhandler_threads)  # the started one ends
+    assert wait_until(lambda: not cwlhandler_threads() - before, 5), cwlhandler_threads()  # the started one ends
 
     monkeypatch.setattr(threading.Thread, "start", real_start)  # the limit is lifted
     monkeypatch.setattr(handler_module, "THREAD_RETRY", 0.0)

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from realprog import read_group, running, subprocess_env
+from helpers import read_group, running, subprocess_env
 
 N = 5000
 

@@ -27,7 +27,7 @@ import uuid
 
 import pytest
 
-from realprog import ROOT, free_port, program, read_group, running, subprocess_env, wait_until
+from helpers import ROOT, free_port, program, read_group, running, subprocess_env, wait_until
 from webserver import compare, once, printed, serve, terminate
 
 CONF = os.path.join(ROOT, "examples", "gunicorn_conf.py")

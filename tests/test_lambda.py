@@ -29,7 +29,7 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import pytest
 
-from realprog import read_group, running, subprocess_env, wait_until
+from helpers import read_group, running, subprocess_env, wait_until
 
 FUNCTION_MODULE = r'''
 import logging, os

@@ -19,13 +19,10 @@ from typing import Callable, Dict, List, Tuple
 import pytest
 
 from cwlhandler import CloudWatchLogsHandler
-from conftest import read_events
-from realprog import free_port, subprocess_env
+from helpers import free_port, needs_fork, read_events, subprocess_env, wait_until
 from strict_fake import Fault, delay
 
 GROUP = "test-group"
-HAS_FORK = hasattr(os, "fork")
-needs_fork = pytest.mark.skipif(not HAS_FORK, reason="needs os.fork")
 
 
 # -- helpers --------------------------------------------------------------------------------------------------------
@@ -68,16 +65,19 @@ def log_and_flush(logger: logging.Logger, handler: CloudWatchLogsHandler, messag
 
 def wait_child(pid: int, timeout: float) -> int:
     """waitpid with a deadline; a child still running at the deadline is killed and the test fails."""
-    deadline = time.monotonic() + timeout
-    while True:
+    statuses: List[int] = []
+
+    def reaped() -> bool:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done == pid:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() >= deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail(f"child {pid} did not exit within {timeout} s")
-        time.sleep(0.01)
+            statuses.append(status)
+        return bool(statuses)
+
+    if not wait_until(reaped, timeout):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail(f"child {pid} did not exit within {timeout} s")
+    return os.waitstatus_to_exitcode(statuses[0])
 
 
 def run_script(body: str, **values: object) -> subprocess.CompletedProcess:
@@ -91,31 +91,6 @@ def assert_clean_exit(result: subprocess.CompletedProcess) -> None:
     assert "Traceback" not in result.stderr, result.stderr
     assert "Exception ignored" not in result.stderr, result.stderr
     assert "Fatal Python error" not in result.stderr, result.stderr
-
-
-@pytest.fixture
-def restore_logging():
-    """Put the root logger, and the loggers dictConfig may touch, back as they were."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    disabled = {name: lg.disabled for name, lg in logging.Logger.manager.loggerDict.items()
-                if isinstance(lg, logging.Logger)}
-    try:
-        yield
-    finally:
-        for h in list(root.handlers):
-            if h not in handlers:
-                root.removeHandler(h)
-                if isinstance(h, CloudWatchLogsHandler):
-                    h.close()
-        for h in handlers:
-            if h not in root.handlers:
-                root.addHandler(h)
-        root.setLevel(level)
-        for name, value in disabled.items():
-            lg = logging.Logger.manager.loggerDict.get(name)
-            if isinstance(lg, logging.Logger):
-                lg.disabled = value
 
 
 # -- flush() ------------------------------------------------------------------------------------------------------

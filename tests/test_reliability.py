@@ -43,12 +43,9 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import boto3
 import botocore.config
 import pytest
-from conftest import FAST_RETRY, logs_client
 from faults import FaultProxy
+from helpers import FAST_RETRY, free_port, log_at, logs_client, needs_fork, subprocess_env, wait_until
 from strict_fake import Fault, StrictFake
-from test_delivery import wait_until
-from realprog import free_port, subprocess_env
-from test_lifecycle import needs_fork, restore_logging  # noqa: F401 (fixture)
 
 from cwlhandler import CloudWatchLogsHandler
 from cwlhandler.planner import DAY_MS, EMPTY_MESSAGE, HOUR_MS
@@ -98,14 +95,6 @@ def _report_figures(request):
 # -- helpers --------------------------------------------------------------------------------------------------------
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def emit_at(logger: logging.Logger, ts_ms: int, msg: str, *args, level: int = logging.INFO) -> Tuple[int, str]:
-    """Log a record stamped exactly ``ts_ms`` (half a millisecond in, so float rounding cannot move it)."""
-    record = logger.makeRecord(logger.name, level, __file__, 1, msg, args, None)
-    record.created = (ts_ms + 0.5) / 1000
-    logger.handle(record)
-    return ts_ms, record.getMessage()
 
 
 def precreate(url: str, group: str = GROUP, *streams: str) -> None:
@@ -158,7 +147,7 @@ def test_throttling_storm_delivers_all_once_in_order_with_bounded_backoff(fake, 
     handler = make_handler(fake.endpoint_url, max_concurrency=1, max_batch_count=100, flush_interval=3600)
     logger.addHandler(handler)
     base = now_ms() - 60_000
-    expected = [emit_at(logger, base + i, "storm %d", i) for i in range(250)]
+    expected = [log_at(logger, base + i, "storm %d", i) for i in range(250)]
 
     started = time.monotonic()
     assert handler.flush(20)
@@ -192,7 +181,7 @@ def test_errors_resets_and_timeouts_mid_request_are_retried_and_delivered_once(f
                            max_concurrency=2, max_batch_count=50, flush_interval=3600)
     logger.addHandler(handler)
     base = now_ms() - 60_000
-    expected = [emit_at(logger, base + i, "mid %d", i) for i in range(400)]
+    expected = [log_at(logger, base + i, "mid %d", i) for i in range(400)]
 
     assert handler.flush(30)
 
@@ -213,7 +202,7 @@ def test_applied_then_failed_request_is_duplicated_as_documented(fake, make_hand
     handler = make_handler(fake.endpoint_url, max_concurrency=1, flush_interval=3600)
     logger.addHandler(handler)
     base = now_ms() - 60_000
-    expected = [emit_at(logger, base + i, "dup %d", i) for i in range(20)]
+    expected = [log_at(logger, base + i, "dup %d", i) for i in range(20)]
     assert handler.flush(10)
 
     stored = fake.events(GROUP, STREAM)
@@ -232,7 +221,7 @@ def test_slow_endpoint_delivers_everything_without_retries_or_blocking_the_appli
     logger.addHandler(handler)
     base = now_ms() - 60_000
     started = time.monotonic()
-    expected = [emit_at(logger, base + i, "slow %d", i) for i in range(1000)]
+    expected = [log_at(logger, base + i, "slow %d", i) for i in range(1000)]
     logging_took = time.monotonic() - started
     assert handler.flush(30)
     fake.set_outage(None)
@@ -274,21 +263,21 @@ def test_full_outage_then_recovery_keeps_exactly_what_fits(fake, make_handler, l
         outage_started = time.monotonic()
         OUTAGES[outage](fake, proxy)
         for ts, msg in logged[:10]:
-            emit_at(logger, ts, msg)
-        wait_until(lambda: handler.stats()["buffered"] == 0 and handler.stats()["api_calls"] >= 1,
-                   state=handler.stats)
+            log_at(logger, ts, msg)
+        assert wait_until(lambda: handler.stats()["buffered"] == 0 and handler.stats()["api_calls"] >= 1), \
+            handler.stats()
         for ts, msg in logged[10:20]:
-            emit_at(logger, ts, msg)
-        wait_until(lambda: handler.stats()["buffered"] == 0, state=handler.stats)  # second batch queued
+            log_at(logger, ts, msg)
+        assert wait_until(lambda: handler.stats()["buffered"] == 0), handler.stats()  # second batch queued
         for ts, msg in logged[20:]:
-            emit_at(logger, ts, msg)
+            log_at(logger, ts, msg)
         stats = handler.stats()
         # The 20 records being sent count against the bound of 25: 5 more fit.
         assert stats["buffered"] == 5
         assert stats["dropped_by_reason"] == {"buffer_full": len(logged) - 25}
 
         # Retries bounded by backoff: at least a dozen calls, no more than the policy allows in that time.
-        wait_until(lambda: handler.stats()["api_calls"] >= 12, state=handler.stats)
+        assert wait_until(lambda: handler.stats()["api_calls"] >= 12), handler.stats()
         calls, window = handler.stats()["api_calls"], time.monotonic() - outage_started
         assert calls <= max_calls(FAST_RETRY, window, concurrency=1), (calls, window)
 
@@ -338,7 +327,7 @@ def test_failed_attempts_leave_no_request_bodies_behind(make_handler, logger):
     try:
         for i in range(500):
             logger.info("record %d %s", i, "x" * 200)
-        wait_until(lambda: handler.stats()["api_calls"] >= 10, state=handler.stats)
+        assert wait_until(lambda: handler.stats()["api_calls"] >= 10), handler.stats()
         bodies = [t for t in tracemalloc.take_snapshot().traces
                   if t.size > 100_000 and t.traceback[0].filename == planner.__file__]
         # At most the one being sent right now (and its str before encoding); before the fix, one per attempt.
@@ -480,7 +469,7 @@ def test_sixteen_threads_logging_at_once_route_every_record_once_in_order(fake, 
                 level = logging.WARNING if i % 3 == 0 else logging.INFO
                 ts = base + i * threads_n + t  # unique across threads, increasing within one
                 expected[f"{name}/{logging.getLevelName(level)}"].append(
-                    emit_at(logger, ts, "%s record %d", name, i, level=level))
+                    log_at(logger, ts, "%s record %d", name, i, level=level))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -547,7 +536,7 @@ def test_multiprocessing_fork_under_load_with_requests_in_flight_duplicates_noth
         bg = [threading.Thread(target=background, args=(t,), daemon=True) for t in range(2)]
         for t in bg:
             t.start()
-        wait_until(lambda: min(counts) >= 20)  # both threads are logging while we fork
+        assert wait_until(lambda: min(counts) >= 20), counts  # both threads are logging while we fork
         ctx = multiprocessing.get_context("fork")
         children = [ctx.Process(target=_mp_child, args=(logger.name, c, 300)) for c in range(3)]
         for p in children:
@@ -716,9 +705,9 @@ def test_bad_input_never_raises_and_ends_delivered_or_counted(fake, make_handler
         raise KeyError("with traceback")
     except KeyError:
         logger.exception("failed")
-    emit_at(logger, now - 15 * DAY_MS, "fifteen days old")
-    emit_at(logger, now + 3 * HOUR_MS, "three hours ahead")
-    span = [emit_at(logger, now - 30 * HOUR_MS + h * HOUR_MS, "span hour %d", h) for h in range(31)]
+    log_at(logger, now - 15 * DAY_MS, "fifteen days old")
+    log_at(logger, now + 3 * HOUR_MS, "three hours ahead")
+    span = [log_at(logger, now - 30 * HOUR_MS + h * HOUR_MS, "span hour %d", h) for h in range(31)]
     assert handler.flush(30)
 
     stored = [m for _, m in fake.events(GROUP, STREAM)]
@@ -822,7 +811,7 @@ def test_group_that_cannot_be_created_is_reported_once_retried_slowly_then_deliv
     handler = make_handler(fake.endpoint_url, max_concurrency=1, flush_interval=0.05)
     logger.addHandler(handler)
     base = now_ms() - 60_000
-    expected = [emit_at(logger, base + i, "denied %d", i) for i in range(30)]
+    expected = [log_at(logger, base + i, "denied %d", i) for i in range(30)]
     started = time.monotonic()
     assert handler.flush(20)  # permission "granted" once the injected refusals are used up
     elapsed = time.monotonic() - started
@@ -845,7 +834,7 @@ def test_group_that_can_never_be_created_ends_in_counted_shutdown_drops(fake, ma
     logger.addHandler(handler)
     for i in range(30):
         logger.info("never %d", i)
-    wait_until(lambda: fake.calls["CreateLogGroup"] >= 2)
+    assert wait_until(lambda: fake.calls["CreateLogGroup"] >= 2), fake.calls
     started = time.monotonic()
     handler.close()
     assert time.monotonic() - started < 0.5 + 1.0
@@ -1014,7 +1003,7 @@ def test_records_go_only_to_the_stream_their_template_names(fake, make_handler, 
         ts = now - 30 * HOUR_MS + h * HOUR_MS
         day = time.strftime("%Y-%m-%d", time.gmtime(ts / 1000))
         for log, level in ((logger, logging.INFO), (other, logging.ERROR)):
-            entry = emit_at(log, ts + (level // 10), "%s %s hour %d", log.name, logging.getLevelName(level), h,
+            entry = log_at(log, ts + (level // 10), "%s %s hour %d", log.name, logging.getLevelName(level), h,
                             level=level)
             expected[(f"{logging.getLevelName(level)}-grp", f"{log.name}/{day}")].append(entry)
     assert handler.flush(20)
@@ -1051,7 +1040,7 @@ def test_soak_random_faults(make_handler, logger):
             name, i, local = threading.current_thread().name, 0, random.Random(t)
             while not stop.is_set():
                 text = f"{name} {i} " + "é" * local.randrange(0, 500)
-                expected[name].append(emit_at(logger, base + i * 8 + t, text))
+                expected[name].append(log_at(logger, base + i * 8 + t, text))
                 i += 1
                 if i % 10 == 0:
                     time.sleep(0.01)  # about 1,000 records/s per thread: the buffer outlasts any outage

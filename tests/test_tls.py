@@ -21,7 +21,7 @@ from typing import Dict, List
 
 import pytest
 
-from realprog import running, subprocess_env, wait_until
+from helpers import running, subprocess_env, wait_until
 from strict_fake import StrictFake, delay
 from tls import make_certificates, server_context
 

@@ -18,7 +18,7 @@ import socket
 import textwrap
 import uuid
 
-from realprog import free_port, program, read_group, running, subprocess_env
+from helpers import free_port, program, read_group, running, subprocess_env
 from webserver import FORMAT, compare, once, printed, serve, terminate
 
 HOST = socket.gethostname()

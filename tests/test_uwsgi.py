@@ -29,7 +29,7 @@ from typing import Dict, List
 
 import pytest
 
-from realprog import free_port, program, read_group, running, subprocess_env, wait_until
+from helpers import free_port, program, read_group, running, subprocess_env, wait_until
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uWSGI needs a POSIX system")
 

@@ -15,7 +15,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from realprog import stop, wait_until
+from helpers import stop, wait_until
 
 FORMAT = "%(levelname)s %(name)s [%(process)d]: %(message)s"
 
