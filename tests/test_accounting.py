@@ -10,9 +10,7 @@ import time
 
 import pytest
 
-from conftest import logs_client
-from realprog import free_port
-from test_delivery import wait_until
+from helpers import free_port, logs_client, wait_until
 from strict_fake import Fault
 
 
@@ -69,11 +67,11 @@ def test_an_answer_that_comes_just_after_the_deadline_still_counts(fake, make_ha
     logger.addHandler(handler)
     for i in range(10):
         logger.info("late answer %d", i)
-    wait_until(lambda: fake.in_flight == 1)
+    assert wait_until(lambda: fake.in_flight == 1)
     closing = threading.Thread(target=handler.close)
     started = time.monotonic()
     closing.start()
-    wait_until(lambda: handler._pipeline.sender._abort.is_set())  # the deadline came
+    assert wait_until(lambda: handler._pipeline.sender._abort.is_set())  # the deadline came
     gate.set()
     closing.join(10)
     stats = handler.stats()

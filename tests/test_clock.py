@@ -5,6 +5,7 @@ A ``{date}`` stream rolls over at midnight UTC; the 14-day and 2-hour edges are 
 from __future__ import annotations
 
 import datetime
+import logging
 
 import freezegun.config
 import pytest
