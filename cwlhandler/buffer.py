@@ -14,7 +14,7 @@ from bisect import bisect_right
 from collections import deque
 from itertools import accumulate, islice, repeat
 from operator import add, itemgetter
-from typing import Callable, Deque, List, Optional, Tuple, Union
+from typing import Callable, Deque, List, Optional, Sequence, Tuple, Union
 
 from .planner import EVENT_OVERHEAD
 
@@ -39,7 +39,63 @@ class Cut:
         self.nbytes = nbytes
 
 
+def cut_length(items: Sequence[Item], slots: int, count: int, nbytes: int, whole_batches: bool) -> Tuple[int, int]:
+    """How many of the oldest ``items`` one cut takes, and their size with overhead: a pure function.
+
+    Never fewer than one record.  When records are due by time, a flush or a
+    close: as many as ``slots`` requests of ``count`` events and ``nbytes``
+    bytes hold in records and in bytes (packing may then need one request more:
+    the slots are a queue depth, not a hard limit).  When only size made them
+    due (``whole_batches``): whole requests' worth, at most ``slots`` of them
+    packed the way the planner packs them, and the
+    rest is left to fill the next one (half-empty requests cost a call each); a
+    request with room for no further event is whole.  Such a cut ends between
+    two milliseconds when it can (docs/architecture.md, "Equal timestamps").
+    """
+    # Running totals over the candidates, in C, then bisections: no per-record Python loop.
+    totals = list(accumulate(map(add, map(_nbytes, islice(items, slots * count)), repeat(EVENT_OVERHEAD))))
+    if whole_batches:
+        take = 0
+        for _ in range(slots):
+            limit = (totals[take - 1] if take else 0) + nbytes
+            end = min(take + count, bisect_right(totals, limit))
+            if end - take < count and end >= len(items) and limit - totals[end - 1] > EVENT_OVERHEAD:
+                break  # the rest does not fill a request yet
+            take = end
+        take = max(1, take)
+    else:
+        take = max(1, bisect_right(totals, slots * nbytes))  # the first record always goes
+    if whole_batches and take < len(items):
+        boundary = items[take][0]
+        keep = take
+        while keep > 1 and items[keep - 1][0] == boundary:
+            keep -= 1
+        if keep > 1 or items[0][0] != boundary:
+            take = keep
+    return take, totals[take - 1]
+
+
 class Buffer:
+    """The records between ``emit`` and the flusher, under two bounds, numbered by position.
+
+    Invariants (checked after every step by tests/test_buffer_states.py):
+
+    - Conservation: ``emitted`` = records taken by the flusher + ``dropped_full``
+      + ``dropped_shutdown`` + records still buffered (``refused`` counts the
+      drops made by ``append`` itself).
+    - Bounds: records buffered plus records taken but not yet settled never exceed
+      ``max_records`` records or ``max_bytes`` bytes (size + EVENT_OVERHEAD each),
+      so memory stays bounded through an outage.
+    - Order: records leave only from the front, as a cut (a prefix taken by the
+      flusher) or a ``drop_oldest`` drop; ``settled`` <= ``removed`` <= ``appended``.
+    - ``settled`` only grows: it is the end of the longest prefix of cuts whose
+      batches are all acknowledged or dropped; with nothing in flight it equals
+      ``removed``.  ``flush()`` waits for it to reach the position it asked for.
+    - Sizing: a cut is at most the sender's free slots' worth of requests, never
+      empty, and whole requests' worth when only size made records due
+      (:func:`cut_length`, a pure function).
+    """
+
     def __init__(
         self,
         *,
@@ -209,38 +265,10 @@ class Buffer:
                 self._idle = False
 
     def _take_prefix(self, slots: int, whole_batches: bool) -> Tuple[Cut, List[Item]]:
-        """Take the oldest records, for at most ``slots`` batches.
-
-        When only size made them due, take whole batches' worth and leave the
-        rest to fill the next one: half-empty requests cost a call each.
-        """
-        count, nbytes = self._batch_count, self._batch_bytes
+        """Take the oldest records, for at most ``slots`` batches (sized by :func:`cut_length`)."""
         items = self._items
-        # Running totals over the candidates, in C, then bisections: no per-record Python loop.
-        totals = list(accumulate(map(add, map(_nbytes, islice(items, slots * count)), repeat(EVENT_OVERHEAD))))
-        if whole_batches:
-            # As many records as fill whole requests, packed the way the planner packs them.
-            take = 0
-            for _ in range(slots):
-                limit = (totals[take - 1] if take else 0) + nbytes
-                end = min(take + count, bisect_right(totals, limit))
-                if end - take < count and end >= len(items) and limit - totals[end - 1] > EVENT_OVERHEAD:
-                    break  # the rest does not fill a request yet (a request with room for no event is full)
-                take = end
-            take = max(1, take)
-        else:
-            take = max(1, bisect_right(totals, slots * nbytes))  # the first record always goes
-        if whole_batches and take < len(items):
-            # End the cut between two milliseconds when it can: work that shares a
-            # timestamp with work in flight has to wait for it (see sender.Chain).
-            boundary = items[take][0]
-            keep = take
-            while keep > 1 and items[keep - 1][0] == boundary:
-                keep -= 1
-            if keep > 1 or items[0][0] != boundary:
-                take = keep
+        take, size = cut_length(items, slots, self._batch_count, self._batch_bytes, whole_batches)
         taken = list(islice(items, take))
-        size = totals[take - 1]
         if take == len(items):
             items.clear()
         else:

@@ -138,7 +138,8 @@ def plan_batches(
         if end < too_new_start and stamps[end] == stamps[end - 1]:
             # Requests of one stream may run in parallel and the service orders equal
             # timestamps by arrival: end before the run of equal timestamps when the
-            # batch holds anything else (otherwise planner.chains keeps them in order).
+            # batch holds anything else (otherwise chains() keeps them in order).
+            # docs/architecture.md, "Equal timestamps", has the whole rule.
             run_start = bisect_left(stamps, stamps[end], start, end)
             if run_start > start:
                 end = run_start
@@ -152,7 +153,8 @@ def chains(batches: List[List[Event]]) -> List[List[List[Event]]]:
 
     The batches of a chain must be sent one after another (the pieces of a
     split record, or more equal timestamps than one request holds); separate
-    chains may be sent in parallel without changing the stored order.
+    chains may be sent in parallel without changing the stored order
+    (docs/architecture.md, "Equal timestamps").
     """
     result: List[List[List[Event]]] = []
     for batch in batches:

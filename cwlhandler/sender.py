@@ -11,8 +11,11 @@ import re
 import sys
 import threading
 import time
+from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass
+import itertools
+from operator import itemgetter
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from botocore.exceptions import (
@@ -27,6 +30,9 @@ from botocore.exceptions import (
 
 from .planner import Event, add_counts, rejected_by_reason, request_body, request_events
 from .stats import Reporter, Stats
+
+_stamp = itemgetter(0)
+_flatten = itertools.chain.from_iterable
 
 
 class _ThreadState(threading.local):
@@ -159,10 +165,11 @@ class Chain:
 
     The service stores equal timestamps in arrival order, so work that shares
     a timestamp with work still pending for the stream waits behind it; all
-    other work of a stream goes out in parallel.
+    other work of a stream goes out in parallel (docs/architecture.md, "Equal
+    timestamps").
     """
 
-    __slots__ = ("key", "batches", "first", "last", "successor")
+    __slots__ = ("key", "batches", "first", "last", "successor", "_stamps")
 
     def __init__(self, batches: List[Batch]) -> None:
         self.key = (batches[0].group, batches[0].stream)
@@ -170,13 +177,18 @@ class Chain:
         self.first = batches[0].events[0][0]
         self.last = batches[-1].events[-1][0]
         self.successor: Optional["Chain"] = None
+        self._stamps: Optional[List[int]] = None
+
+    def stamps(self, low: int, high: int) -> List[int]:
+        """The chain's timestamps within ``[low, high]``, found by bisection: a chain is sorted (planner)."""
+        stamps = self._stamps
+        if stamps is None:  # made only when ranges overlap, which is rare
+            stamps = self._stamps = list(map(_stamp, _flatten(b.events for b in self.batches)))
+        return stamps[bisect_left(stamps, low):bisect_right(stamps, high)]
 
     def shares_timestamp(self, other: "Chain") -> bool:
         low, high = max(self.first, other.first), min(self.last, other.last)
-        if low > high:
-            return False
-        mine = {e[0] for b in self.batches for e in b.events if low <= e[0] <= high}
-        return any(low <= e[0] <= high and e[0] in mine for b in other.batches for e in b.events)
+        return low <= high and not set(self.stamps(low, high)).isdisjoint(other.stamps(low, high))
 
 
 # Answers after which the service may still have stored the request (a failure inside it, a proxy timing out).

@@ -55,3 +55,41 @@ def test_records_that_fill_a_request_exactly_go_out_as_one_request():
             requests.append(len(taken))
     assert requests == [1024, 1024]
     assert buffer.take(lambda: 8, idle=0) is False  # the last 10 wait for more, or for flush_interval
+
+
+# -- cut_length: a pure function, checked like the planner -------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from cwlhandler.buffer import cut_length  # noqa: E402
+from cwlhandler.planner import EVENT_OVERHEAD  # noqa: E402
+
+
+def pack(sizes, count, nbytes):
+    """Requests the planner's greedy packing makes of these sizes (with overhead)."""
+    requests, n, used = 0, 0, 0
+    for size in sizes:
+        if requests == 0 or n == count or used + size > nbytes:
+            requests, n, used = requests + 1, 0, 0
+        n, used = n + 1, used + size
+    return requests
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 200)), min_size=1, max_size=60),
+       st.integers(1, 4), st.integers(1, 8), st.integers(EVENT_OVERHEAD + 200, 1200), st.booleans())
+def test_a_cut_is_never_empty_fits_the_free_slots_and_keeps_a_millisecond_whole(spec, slots, count, nbytes, whole):
+    items = []
+    for step, size in spec:  # timestamps never decrease: emission order
+        items.append(((items[-1][0] if items else 0) + step, "m", size, ("g", "s")))
+    take, size = cut_length(items, slots, count, nbytes, whole)
+    sizes = [i[2] + EVENT_OVERHEAD for i in items]
+    assert 1 <= take <= len(items)
+    assert size == sum(sizes[:take])
+    if whole and take > 1:
+        assert pack(sizes[:take], count, nbytes) <= slots
+    if not whole:  # due by time, a flush or close: as much as the slots' records and bytes hold
+        assert take <= slots * count and (take == 1 or size <= slots * nbytes)
+        assert take == len(items) or take == slots * count or size + sizes[take] > slots * nbytes
+    elif take < len(items) and items[0][0] != items[take - 1][0]:
+        assert items[take - 1][0] != items[take][0]  # never splits a millisecond it could keep whole
