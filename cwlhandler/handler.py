@@ -5,11 +5,11 @@ import logging
 import os
 import threading
 import time
-from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 from urllib.parse import urlparse
 
 from . import lifecycle
+from ._compat import holds, holds_logging_lock
 from .buffer import Item
 from .config import Settings
 from .naming import NameTemplate, Router, new_uuid
@@ -170,13 +170,14 @@ class CloudWatchLogsHandler(logging.Handler):
             return True
         if thread_state.shipping:
             return False
+        if holds_logging_lock():  # dictConfig replacing handlers: it closes us next (see close)
+            return pipeline.flush(time.monotonic())
         if timeout is None:
             deadline = self._default_deadline(pipeline)
         else:
             deadline = time.monotonic() + max(0.0, float(timeout))
-        with _logging_lock_released():
-            delivered = pipeline.flush(deadline)
-        if not delivered and timeout is None and _holds(self.lock):
+        delivered = pipeline.flush(deadline)
+        if not delivered and timeout is None and holds(self.lock):
             # The exit sequence (our exit hook, then logging.shutdown; also dictConfig replacing
             # handlers) holds our lock around each step: the next keeps this deadline, so exit does not
             # wait shutdown_timeout at every step.  A flush of the application's leaves nothing behind.
@@ -199,8 +200,15 @@ class CloudWatchLogsHandler(logging.Handler):
             self._append = None  # later records are counted as "closed"
         try:
             if pipeline is not None:
-                with _logging_lock_released():
-                    pipeline.shutdown(self._default_deadline(pipeline))
+                deadline = self._default_deadline(pipeline)
+                if holds_logging_lock():
+                    # dictConfig closes replaced handlers holding the logging module lock. Waiting under
+                    # it would hold up our workers (botocore's loggers take it on a cold level cache);
+                    # releasing it would let another thread register a handler that dictConfig then
+                    # drops from logging's list. The delivery finishes in the background instead.
+                    lifecycle.finish_in_background(pipeline, deadline)
+                else:
+                    pipeline.shutdown(deadline)
         finally:
             lifecycle.unregister(self)
             super().close()
@@ -266,8 +274,7 @@ class CloudWatchLogsHandler(logging.Handler):
             self._start()(item)
             return
         pipeline.buffer.append(item)
-        with _logging_lock_released():
-            pipeline.shutdown(time.monotonic() + self.settings.shutdown_timeout)
+        pipeline.shutdown(time.monotonic() + self.settings.shutdown_timeout)
         self._retired = combined(pipeline.stats_snapshot(), self._retired)
 
     def _refuse(self, reason: str) -> Callable[[Item], None]:
@@ -335,32 +342,6 @@ def _check_endpoint(endpoint_url: Optional[str]) -> Optional[str]:
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValueError(f"endpoint_url: expected an http:// or https:// URL, got {endpoint_url!r}")
     return str(endpoint_url)
-
-
-def _holds(lock: Any) -> bool:
-    """Does this thread hold ``lock`` (an RLock)?"""
-    is_owned = getattr(lock, "_is_owned", None)
-    return bool(is_owned is not None and is_owned())
-
-
-@contextmanager
-def _logging_lock_released() -> Iterator[None]:
-    """Release the logging module lock while waiting, if this thread holds it.
-
-    ``dictConfig`` closes old handlers with the module lock held, and a worker
-    whose botocore logger has a cold level cache needs that lock to log; the
-    wait would then only end at its deadline.  ``threading.Condition`` releases
-    a lock it waits on the same way.
-    """
-    lock = getattr(logging, "_lock", None)
-    if not _holds(lock):
-        yield
-        return
-    state = lock._release_save()  # type: ignore[union-attr]
-    try:
-        yield
-    finally:
-        lock._acquire_restore(state)  # type: ignore[union-attr]
 
 
 def _unformattable(record: logging.LogRecord, exc: Exception) -> str:

@@ -20,7 +20,9 @@ import sys
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TypeVar, overload
+
+from ._compat import register_before_threads_exit
 
 if TYPE_CHECKING:
     from .handler import CloudWatchLogsHandler
@@ -61,14 +63,55 @@ def adopting() -> Any:
 def flush_all(timeout: Optional[float] = None) -> bool:
     """Flush every live cwlhandler handler of this process; False if any did not finish in time.
 
-    Each handler waits at most ``timeout`` seconds from this call (default: its ``shutdown_timeout``).
+    Each handler waits at most ``timeout`` seconds from this call (default: its
+    ``shutdown_timeout``); so do the deliveries of handlers ``dictConfig`` closed.
     """
     start = time.monotonic()
     delivered = True
     for handler in live_handlers():
         limit = handler.settings.shutdown_timeout if timeout is None else timeout
         delivered = handler.flush(max(0.0, start + limit - time.monotonic())) and delivered
-    return delivered
+    return _join_closing(None if timeout is None else start + timeout) and delivered
+
+
+# Deliveries of closed handlers finishing in the background (see finish_in_background): thread -> deadline.
+_CLOSING: Dict[threading.Thread, float] = {}
+_closing_lock = threading.Lock()
+
+
+def finish_in_background(pipeline: Any, deadline: float) -> None:
+    """Shut ``pipeline`` down by ``deadline`` on a thread of its own: for a close that must not wait.
+
+    ``flush_all`` and the exit hook wait for it, so its records are delivered
+    before the process ends as with any close.
+    """
+    def run() -> None:
+        try:
+            pipeline.shutdown(deadline)
+        finally:
+            with _closing_lock:
+                _CLOSING.pop(thread, None)
+
+    thread = threading.Thread(target=run, name="cwlhandler-close", daemon=True)
+    with _closing_lock:
+        _CLOSING[thread] = deadline
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had: wait here, bounded all the same
+        with _closing_lock:
+            _CLOSING.pop(thread, None)
+        pipeline.shutdown(deadline)
+
+
+def _join_closing(deadline: Optional[float]) -> bool:
+    """Wait for the background deliveries, each until its own deadline (or ``deadline``); all done?"""
+    with _closing_lock:
+        closing = list(_CLOSING.items())
+    for thread, own in closing:
+        # A shutdown ends by its deadline plus a moment for answers on the wire (pipeline.ANSWER_GRACE).
+        until = own + 1.0 if deadline is None else min(deadline, own + 1.0)
+        thread.join(max(0.0, until - time.monotonic()))
+    return not any(thread.is_alive() for thread, _ in closing)
 
 
 @overload
@@ -195,6 +238,7 @@ def _flush_all_before_exit() -> None:
     """Runs when the main thread finishes, while threads still run (and in multiprocessing children)."""
     for handler in live_handlers():
         handler._flush_before_exit()
+    _join_closing(None)
 
 
 def _fork_gates() -> List[Any]:
@@ -213,8 +257,10 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _adopting
+    global _adopting, _closing_lock
     _adopting = threading.Lock()  # a parent thread may have held it at the fork
+    _closing_lock = threading.Lock()
+    _CLOSING.clear()  # the parent's threads: none of them runs here
     for handler in live_handlers():
         handler._adopt_process()
 
@@ -222,7 +268,4 @@ def _after_fork_in_child() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
                         after_in_child=_after_fork_in_child)
-try:  # not public, but the hook concurrent.futures uses; logging.shutdown still covers its absence
-    threading._register_atexit(_flush_all_before_exit)  # type: ignore[attr-defined]
-except (AttributeError, RuntimeError):
-    pass
+register_before_threads_exit(_flush_all_before_exit)  # logging.shutdown still covers its absence

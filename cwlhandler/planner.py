@@ -6,12 +6,13 @@ it only turns lists of such tuples into other lists and counts.
 """
 from __future__ import annotations
 
-import json.encoder
 import re
 from bisect import bisect_left, bisect_right
 from itertools import accumulate, chain, repeat
 from operator import add, itemgetter
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
+
+from ._compat import encode_basestring
 
 Event = Tuple[int, str, int]
 
@@ -33,7 +34,7 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 _by_timestamp = itemgetter(0)
 _message = itemgetter(1)
 _nbytes = itemgetter(2)
-_json_string = json.encoder.encode_basestring  # C-accelerated; keeps UTF-8 text as is
+_json_string = encode_basestring  # C-accelerated; keeps UTF-8 text as is
 
 
 def measure(message: str) -> Tuple[str, int]:

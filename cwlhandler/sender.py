@@ -28,6 +28,7 @@ from botocore.exceptions import (
     SSLError,
 )
 
+from ._compat import http_session, pool_classes, set_request_body
 from .planner import Event, add_counts, rejected_by_reason, request_body, request_events
 from .stats import Reporter, Stats
 
@@ -57,7 +58,7 @@ def _send_prepared_body(params: Dict[str, Any], **_: Any) -> None:
     """botocore ``before-call`` hook: swap in the body the worker encoded itself."""
     body = thread_state.body
     if body is not None:
-        params["body"] = body
+        set_request_body(params, body)
         thread_state.body = None
 
 
@@ -104,8 +105,8 @@ def _marked_pool(pool: type) -> type:
 
 def observe_wire(client: Any) -> bool:
     """Make ``client``'s connections mark their requests on the wire; False if this botocore has no such seam."""
-    pools = getattr(getattr(getattr(client, "_endpoint", None), "http_session", None), "_pool_classes_by_scheme", None)
-    if not isinstance(pools, dict) or not all(hasattr(p, "ConnectionCls") for p in pools.values()):
+    pools = pool_classes(client)
+    if pools is None:
         return False
     for scheme, pool in list(pools.items()):
         pools[scheme] = _marked_pool(pool)
@@ -392,9 +393,9 @@ class ProcessClient:
         child.wire_observed = self.wire_observed
         client = self._client  # read without the lock, which a parent thread may have held at the fork
         if client is not None:
-            http_session = getattr(getattr(client, "_endpoint", None), "http_session", None)
             try:
-                http_session.close()  # the child's copies of the parent's sockets; the parent's stay open
+                # the child's copies of the parent's sockets; the parent's stay open
+                http_session(client).close()  # type: ignore[union-attr]
             except Exception:
                 pass
             child._client = client

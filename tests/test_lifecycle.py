@@ -13,11 +13,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from typing import Callable, Dict, List, Tuple
 
 import pytest
 
+import cwlhandler
 from cwlhandler import CloudWatchLogsHandler
 from helpers import free_port, needs_fork, read_events, subprocess_env, wait_until
 from strict_fake import Fault, delay
@@ -517,12 +519,47 @@ def test_dictconfig_reconfiguration_closes_handler_without_deadlock(fake, restor
     elapsed = time.monotonic() - started
 
     assert handler not in logging.getLogger().handlers
+    # The 5 s deadline reached would mean a deadlock; the delivery goes on after dictConfig returns.
+    assert elapsed < 4.0, f"dictConfig took {elapsed:.2f} s to close the handler"
+    assert cwlhandler.flush_all(timeout=10)  # waits for the closed handler's delivery, as the exit hook does
     stats = handler.stats()
-    # Delivering 100 records to a local server takes milliseconds; reaching the 5 s deadline means a deadlock.
-    assert elapsed < 4.0, f"dictConfig took {elapsed:.2f} s to close the handler; stats={stats}"
     assert fake.events(GROUP, "dictconfig") == capture.seen
     assert len(capture.seen) == 100
     assert (stats["sent"], stats["dropped"]) == (100, 0), stats
+
+
+@pytest.mark.timeout(60)
+def test_a_handler_made_while_dictconfig_closes_ours_is_not_forgotten(fake, restore_logging):
+    """Issue 11, item 6: close() released the logging lock while it waited for delivery.
+
+    Another thread's handler registered in that window, and dictConfig then
+    cleared logging's list of handlers: logging.shutdown never flushed it at exit.
+    """
+    logging.config.dictConfig({
+        "version": 1, "disable_existing_loggers": False,
+        "handlers": {"cloudwatch": {"class": "cwlhandler.CloudWatchLogsHandler", "log_group": GROUP,
+                                    "log_stream": "forgotten", "endpoint_url": fake.endpoint_url,
+                                    "region_name": "us-east-1", "flush_interval": "0.05"}},
+        "root": {"level": "INFO", "handlers": ["cloudwatch"]},
+    })
+    ours = next(h for h in logging.getLogger().handlers if isinstance(h, CloudWatchLogsHandler))
+    gate = fake.gate()  # our delivery waits in the fake, so close() has something to wait for
+    logging.getLogger("app.forgotten").info("held")
+    assert wait_until(lambda: fake.in_flight == 1)
+    reconfigure = threading.Thread(target=logging.config.dictConfig, args=(
+        {"version": 1, "disable_existing_loggers": False, "root": {"level": "INFO", "handlers": []}},))
+    reconfigure.start()
+    assert wait_until(lambda: ours._closed)  # dictConfig is inside our close()
+    theirs: List[logging.Handler] = []
+    maker = threading.Thread(target=lambda: theirs.append(logging.StreamHandler()))
+    maker.start()
+    maker.join(1.0)  # made now if close() let go of the lock; else once dictConfig is done
+    gate.set()
+    reconfigure.join(10)
+    maker.join(10)
+    assert theirs and any(ref() is theirs[0] for ref in logging._handlerList), "dictConfig forgot another thread's handler"
+    assert cwlhandler.flush_all(timeout=10)
+    assert [m for _, m in fake.events(GROUP, "forgotten")] == ["held"]
 
 
 REENTRANT_SCRIPT = """
