@@ -267,8 +267,8 @@ class JsonFormatter(logging.Formatter):
             (names[f], _ATTR_FIELDS.get(f), f) for f in chosen
         ]
         self._reserved = frozenset(names.values()) | frozenset(static)
-        self._ensure_ascii = bool(ensure_ascii)
-        self._sort_keys = bool(sort_keys)
+        self._ensure_ascii = as_bool("ensure_ascii", ensure_ascii)
+        self._sort_keys = as_bool("sort_keys", sort_keys)
         # One encoder reused for every record (json.dumps would build one per call);
         # JSONEncoder keeps no per-call state, so sharing it across threads is safe.
         self._encoder = json.JSONEncoder(

@@ -371,6 +371,18 @@ def test_sort_keys_and_ensure_ascii():
     assert "héllo ☃" in JsonFormatter().format(record)  # default keeps UTF-8 readable
 
 
+def test_boolean_options_given_as_text():
+    """dictConfig passes what a settings file says: "false" must not be a true (non-empty) string."""
+    record = bare_record("héllo", zeta=1, alpha=2)
+    text = JsonFormatter(sort_keys="false", ensure_ascii="false").format(record)
+    assert "héllo" in text and list(loads(text))[-2:] == ["zeta", "alpha"]
+    text = JsonFormatter(sort_keys="true", ensure_ascii="yes").format(record)
+    assert text.isascii() and list(loads(text)) == sorted(loads(text))
+    for option in ("sort_keys", "ensure_ascii"):
+        with pytest.raises(ValueError, match=option):
+            JsonFormatter(**{option: "maybe"})
+
+
 # -- dictConfig ----------------------------------------------------------------------------------
 
 
