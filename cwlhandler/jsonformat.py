@@ -48,7 +48,7 @@ _MAX_DEPTH = 100
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _LAST_RESORT = '{"message":"<unformattable log record>","format_error":"formatter failed"}'
 
-#: The fields trace correlation adds (``trace=True``), named as CloudWatch indexes them.
+#: The fields trace correlation adds (``trace=True``), named as CloudWatch and Lambda name them.
 TRACE_FIELDS: Tuple[str, ...] = ("traceId", "spanId", "requestId")
 # Set by AWS Lambda (its runtime client rewrites it for every invocation), and only there.
 _XRAY_ENV = "_X_AMZN_TRACE_ID"

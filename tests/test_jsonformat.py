@@ -386,14 +386,14 @@ def test_boolean_options_given_as_text():
 # -- dictConfig ----------------------------------------------------------------------------------
 
 
-def _dictconfig_roundtrip(factory: str) -> Dict[str, Any]:
+def _dictconfig_roundtrip(factory: str, **options: Any) -> Dict[str, Any]:
     stream = io.StringIO()
     name = f"jsonfmt.dictconfig.{factory}"
     # dictConfig flushes and closes every existing handler: hide the ones other tests own.
     saved_list, saved_named = logging._handlerList[:], dict(logging._handlers)  # type: ignore[attr-defined]
     del logging._handlerList[:]  # type: ignore[attr-defined]
     try:
-        _apply_dictconfig(name, factory, stream)
+        _apply_dictconfig(name, factory, stream, options)
     finally:
         logging._handlerList[:0] = saved_list  # type: ignore[attr-defined]
         logging._handlers.update(saved_named)  # type: ignore[attr-defined]
@@ -409,12 +409,12 @@ def _dictconfig_roundtrip(factory: str) -> Dict[str, Any]:
     return loads(lines[0])
 
 
-def _apply_dictconfig(name: str, factory: str, stream: io.StringIO) -> None:
+def _apply_dictconfig(name: str, factory: str, stream: io.StringIO, options: Dict[str, Any]) -> None:
     logging.config.dictConfig({
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": factory, "static": {"service": "api"},
-                                "rename": {"message": "msg"}, "omit": ["process"]}},
+                                "rename": {"message": "msg"}, "omit": ["process"], **options}},
         "handlers": {"mem": {"class": "logging.StreamHandler", "formatter": "json",
                              "stream": stream}},
         "loggers": {name: {"handlers": ["mem"], "level": "INFO", "propagate": False}},
@@ -776,7 +776,8 @@ def test_xray_header_ignored_outside_lambda(outside_lambda, monkeypatch):
     # any order, other keys, spaces, upper case
     ("Sampled=0;Lineage=a87bd80c:1|68fd508a:5;Parent=53995C3F42CD8AD8;Root=1-5759E988-BD862E3FE1BE46A994272793",
      tuple(XRAY_IDS.values())),
-    (" Root = 1-5759e988-bd862e3fe1be46a994272793 ; Self=1-67891234-12456789abcdef012345678", (XRAY_IDS["traceId"], None)),
+    (" Root = 1-5759e988-bd862e3fe1be46a994272793 ; Self=1-67891234-12456789abcdef012345678",
+     (XRAY_IDS["traceId"], None)),
     ("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f", (XRAY_IDS["traceId"], None)),
     ("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Root=1-00000001-000000000000000000000001",
      tuple(XRAY_IDS.values())),  # the first Root counts
@@ -833,25 +834,8 @@ def test_trace_switch_must_be_a_boolean(value):
 
 
 def test_trace_switch_from_dictconfig(in_lambda):
-    stream = io.StringIO()
-    saved_list = logging._handlerList[:]  # type: ignore[attr-defined]
-    del logging._handlerList[:]  # type: ignore[attr-defined]  (dictConfig would close other tests' handlers)
-    try:
-        for name, value in [("jsonfmt.dictconfig.trace_on", "true"), ("jsonfmt.dictconfig.trace_off", "false")]:
-            logging.config.dictConfig({
-                "version": 1, "disable_existing_loggers": False,
-                "formatters": {"json": {"()": "cwlhandler.JsonFormatter", "trace": value}},
-                "handlers": {"mem": {"class": "logging.StreamHandler", "formatter": "json", "stream": stream}},
-                "loggers": {name: {"handlers": ["mem"], "level": "INFO", "propagate": False}},
-            })
-            logging.getLogger(name).info(value)
-            for handler in logging.getLogger(name).handlers[:]:
-                logging.getLogger(name).removeHandler(handler)
-                handler.close()
-    finally:
-        logging._handlerList[:0] = saved_list  # type: ignore[attr-defined]
-    on, off = (loads(line) for line in stream.getvalue().splitlines())
-    assert on["traceId"] == XRAY_IDS["traceId"] and "traceId" not in off
+    assert _dictconfig_roundtrip("cwlhandler.JsonFormatter", trace="true")["traceId"] == XRAY_IDS["traceId"]
+    assert "traceId" not in _dictconfig_roundtrip("cwlhandler.JsonFormatter", trace="false")
 
 
 @pytest.mark.parametrize("options, attrs, expected", [
