@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import weakref
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TypeVar, overload
 
 from ._compat import register_before_threads_exit
@@ -32,6 +33,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 _HANDLERS: "weakref.WeakSet[CloudWatchLogsHandler]" = weakref.WeakSet()
 # Held while a handler takes over in a forked child, so two threads of the child cannot both start a pipeline.
 _adopting = threading.Lock()
+
+# The request id of the Lambda invocation running in this context, while flush_on_return runs it (JsonFormatter's
+# requestId).  A context variable, not a global: a record logged elsewhere meanwhile must not carry it.
+lambda_request_id: "ContextVar[Optional[str]]" = ContextVar("cwlhandler_lambda_request_id", default=None)
 
 # What a Lambda function keeps for itself after the flush: time to return its result.
 LAMBDA_MARGIN = 0.5
@@ -124,14 +129,18 @@ def flush_on_return(function: Optional[F] = None, *, timeout: float = 2.0) -> An
     Lambda freezes the environment as soon as the function returns: the handler's threads do not run again
     until the next invocation, if there is one.  The flush waits at most ``timeout`` seconds, and never past
     the invocation's remaining time (``context.get_remaining_time_in_millis()``) less half a second.
+    While the function runs, :class:`~cwlhandler.JsonFormatter` adds ``context.aws_request_id`` as ``requestId``.
     """
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(event: Any, context: Any = None, *args: Any, **kwargs: Any) -> Any:
+            request_id = getattr(context, "aws_request_id", None)
+            token = lambda_request_id.set(request_id if isinstance(request_id, str) else None)
             try:
                 return fn(event, context, *args, **kwargs)
             finally:
+                lambda_request_id.reset(token)
                 flush_all(_lambda_budget(context, timeout))
 
         return wrapper  # type: ignore[return-value]

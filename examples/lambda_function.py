@@ -12,6 +12,12 @@ Two rules:
    every record logged so far is acknowledged: at most ``timeout`` seconds, and
    never past the invocation's remaining time less half a second.
 
+``JsonFormatter`` makes each record one JSON object carrying the invocation's
+``requestId`` (while ``@flush_on_return`` runs the function) and, in Lambda,
+the ``traceId`` and ``spanId`` of its X-Ray trace (or of the active
+OpenTelemetry span), so a Logs Insights query finds one request's records:
+``filter requestId = "…"`` or ``filterIndex traceId = "…"``.
+
 The role needs ``logs:PutLogEvents`` and ``logs:CreateLogStream`` on the group,
 and ``logs:CreateLogGroup`` only if the group may not exist yet (or create it
 beforehand and pass ``create_log_group=False``).  Lambda's runtime also keeps a handler on the root
@@ -23,7 +29,7 @@ Run it locally: ``python examples/lambda_function.py`` (two simulated invocation
 import logging
 import os
 
-from cwlhandler import CloudWatchLogsHandler, flush_on_return
+from cwlhandler import CloudWatchLogsHandler, JsonFormatter, flush_on_return
 
 if __name__ == "__main__":
     # Local run only (see the end of the file).  Like the Lambda runtime, provide
@@ -40,7 +46,7 @@ cloudwatch = CloudWatchLogsHandler(
     # Unset in AWS (the region's endpoint); set it to use a local emulator.
     endpoint_url=os.environ.get("CWL_ENDPOINT_URL"),
 )
-cloudwatch.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+cloudwatch.setFormatter(JsonFormatter(fields=["level", "message", "exception"]))
 
 log = logging.getLogger("orders")
 log.setLevel(logging.INFO)
@@ -57,12 +63,12 @@ FLUSH_TIMEOUT = 10.0  # seconds
 @flush_on_return(timeout=FLUSH_TIMEOUT)
 def handler(event, context):
     try:
-        log.info("request %s: %d items", context.aws_request_id, len(event["items"]))
+        log.info("%d items", len(event["items"]))
         total = sum(item["price"] for item in event["items"])
-        log.info("request %s: total %.2f", context.aws_request_id, total)
+        log.info("total %.2f", total)
         return {"statusCode": 200, "total": total}
     except Exception:
-        log.exception("request %s failed", context.aws_request_id)
+        log.exception("order failed")
         raise
 
 

@@ -204,16 +204,19 @@ def check_lambda(stdout: str) -> Tuple[str, List[str]]:
     assert "invocation failed: unsupported operand type" in stdout
     (stream, messages), = by_stream(printed_events(stdout)).items()
     assert re.fullmatch(r"\d{4}-\d\d-\d\d/[0-9a-f]{32}", stream), stream
-    assert len(messages) == 4
-    first, second = (re.match(r"INFO request (\w+): ", m).group(1) for m in (messages[0], messages[2]))
-    assert first != second
-    assert messages[:3] == [
-        f"INFO request {first}: 2 items",
-        f"INFO request {first}: total 4.75",
-        f"INFO request {second}: 1 items",
+    records = [json.loads(m) for m in messages]
+    assert len(records) == 4
+    first, second = records[0]["requestId"], records[2]["requestId"]  # the FakeContext's, one per invocation
+    assert re.fullmatch(r"[0-9a-f]{8}", first) and re.fullmatch(r"[0-9a-f]{8}", second) and first != second
+    assert records[:3] == [
+        {"level": "INFO", "message": "2 items", "requestId": first},
+        {"level": "INFO", "message": "total 4.75", "requestId": first},
+        {"level": "INFO", "message": "1 items", "requestId": second},
     ]
-    assert messages[3].startswith(f"ERROR request {second} failed\nTraceback")
-    assert messages[3].endswith("TypeError: unsupported operand type(s) for +: 'int' and 'str'")
+    error = records[3]
+    assert (error["level"], error["message"], error["requestId"]) == ("ERROR", "order failed", second)
+    assert error["exception"]["type"] == "TypeError"
+    assert error["exception"]["traceback"].endswith("TypeError: unsupported operand type(s) for +: 'int' and 'str'")
     return stream, messages
 
 

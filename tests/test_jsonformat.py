@@ -8,7 +8,9 @@ import logging.config
 import math
 import os
 import re
+import subprocess
 import sys
+import textwrap
 import threading
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 
 import cwlhandler
 from cwlhandler.jsonformat import CORE_FIELDS, DEFAULT_FIELDS, RESERVED_ATTRS, JsonFormatter
+from helpers import subprocess_env
 
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -368,17 +371,29 @@ def test_sort_keys_and_ensure_ascii():
     assert "héllo ☃" in JsonFormatter().format(record)  # default keeps UTF-8 readable
 
 
+def test_boolean_options_given_as_text():
+    """dictConfig passes what a settings file says: "false" must not be a true (non-empty) string."""
+    record = bare_record("héllo", zeta=1, alpha=2)
+    text = JsonFormatter(sort_keys="false", ensure_ascii="false").format(record)
+    assert "héllo" in text and list(loads(text))[-2:] == ["zeta", "alpha"]
+    text = JsonFormatter(sort_keys="true", ensure_ascii="yes").format(record)
+    assert text.isascii() and list(loads(text)) == sorted(loads(text))
+    for option in ("sort_keys", "ensure_ascii"):
+        with pytest.raises(ValueError, match=option):
+            JsonFormatter(**{option: "maybe"})
+
+
 # -- dictConfig ----------------------------------------------------------------------------------
 
 
-def _dictconfig_roundtrip(factory: str) -> Dict[str, Any]:
+def _dictconfig_roundtrip(factory: str, **options: Any) -> Dict[str, Any]:
     stream = io.StringIO()
     name = f"jsonfmt.dictconfig.{factory}"
     # dictConfig flushes and closes every existing handler: hide the ones other tests own.
     saved_list, saved_named = logging._handlerList[:], dict(logging._handlers)  # type: ignore[attr-defined]
     del logging._handlerList[:]  # type: ignore[attr-defined]
     try:
-        _apply_dictconfig(name, factory, stream)
+        _apply_dictconfig(name, factory, stream, options)
     finally:
         logging._handlerList[:0] = saved_list  # type: ignore[attr-defined]
         logging._handlers.update(saved_named)  # type: ignore[attr-defined]
@@ -394,12 +409,12 @@ def _dictconfig_roundtrip(factory: str) -> Dict[str, Any]:
     return loads(lines[0])
 
 
-def _apply_dictconfig(name: str, factory: str, stream: io.StringIO) -> None:
+def _apply_dictconfig(name: str, factory: str, stream: io.StringIO, options: Dict[str, Any]) -> None:
     logging.config.dictConfig({
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": factory, "static": {"service": "api"},
-                                "rename": {"message": "msg"}, "omit": ["process"]}},
+                                "rename": {"message": "msg"}, "omit": ["process"], **options}},
         "handlers": {"mem": {"class": "logging.StreamHandler", "formatter": "json",
                              "stream": stream}},
         "loggers": {name: {"handlers": ["mem"], "level": "INFO", "propagate": False}},
@@ -649,3 +664,236 @@ def _utf8_ok(text: str) -> bool:
         return True
     except UnicodeEncodeError:
         return False
+
+
+# -- trace correlation ---------------------------------------------------------------------------
+
+from opentelemetry import trace  # noqa: E402  (the test extra; never a dependency of cwlhandler)
+from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, SpanContext, TraceFlags  # noqa: E402
+
+from cwlhandler import flush_on_return  # noqa: E402
+from cwlhandler.jsonformat import TRACE_FIELDS, parse_xray_header  # noqa: E402
+
+OTEL_TRACE, OTEL_SPAN = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
+XRAY_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+XRAY_IDS = {"traceId": "5759e988bd862e3fe1be46a994272793", "spanId": "53995c3f42cd8ad8"}
+
+
+def otel_span(sampled: bool = True) -> NonRecordingSpan:
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    return NonRecordingSpan(SpanContext(OTEL_TRACE, OTEL_SPAN, is_remote=False, trace_flags=flags))
+
+
+def trace_fields(record: logging.LogRecord, **options: Any) -> Dict[str, Any]:
+    return {k: v for k, v in fmt(record, **options).items() if k in TRACE_FIELDS}
+
+
+@pytest.fixture
+def outside_lambda(monkeypatch):
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)
+
+
+@pytest.fixture
+def in_lambda(monkeypatch):
+    """What the Lambda runtime sets: the function's name, and the X-Ray header of the invocation."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", XRAY_HEADER)
+
+
+class LambdaContext:
+    def __init__(self, request_id: Any) -> None:
+        self.aws_request_id = request_id
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 100  # below the margin: the decorator's flush waits for nothing
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_active_opentelemetry_span_gives_trace_and_span_ids(outside_lambda, sampled):
+    """A valid span context counts, recording or not, sampled or not: its ids still correlate logs."""
+    with trace.use_span(otel_span(sampled)):
+        out = fmt(bare_record())
+    assert out["traceId"] == "0af7651916cd43dd8448eb211c80319c"  # W3C form: 32 lowercase hex digits
+    assert out["spanId"] == "b7ad6b7169203331"
+    assert list(out)[-2:] == ["traceId", "spanId"] and "requestId" not in out
+
+
+def test_each_span_gives_its_own_ids(outside_lambda):
+    """The formatter keeps the last span's ids as text: a new span, even with the same span id, is new."""
+    formatter = JsonFormatter()
+    seen = []
+    for trace_id, span_id in [(1, 2), (1, 3), (4, 3), (1, 2)]:
+        with trace.use_span(NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=True))):
+            out = loads(formatter.format(bare_record()))
+        seen.append((int(out["traceId"], 16), int(out["spanId"], 16)))
+    assert seen == [(1, 2), (1, 3), (4, 3), (1, 2)]
+
+
+def test_no_trace_adds_nothing(outside_lambda):
+    assert trace_fields(bare_record()) == {}
+    with trace.use_span(INVALID_SPAN):  # what get_current_span() gives without an active span
+        assert trace_fields(bare_record()) == {}
+
+
+def test_span_of_another_thread_is_not_this_records(outside_lambda):
+    records = []
+    thread = threading.Thread(target=lambda: records.append(bare_record("from a thread")))
+    with trace.use_span(otel_span()):
+        thread.start()
+        thread.join()
+    assert trace_fields(records[0]) == {}
+
+
+def test_xray_header_in_lambda(in_lambda):
+    assert trace_fields(bare_record()) == XRAY_IDS
+
+
+def test_opentelemetry_span_wins_over_xray_header(in_lambda):
+    with trace.use_span(otel_span()):
+        assert trace_fields(bare_record())["traceId"] == format(OTEL_TRACE, "032x")
+    assert trace_fields(bare_record()) == XRAY_IDS  # no active span: the header again
+
+
+def test_xray_header_followed_from_invocation_to_invocation(in_lambda, monkeypatch):
+    formatter = JsonFormatter()
+    assert loads(formatter.format(bare_record()))["traceId"] == XRAY_IDS["traceId"]
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-65f2a1b0-0123456789abcdef01234567;Sampled=0")
+    out = loads(formatter.format(bare_record()))
+    assert out["traceId"] == "65f2a1b00123456789abcdef01234567" and "spanId" not in out
+    monkeypatch.delenv("_X_AMZN_TRACE_ID")
+    assert "traceId" not in loads(formatter.format(bare_record()))
+
+
+def test_xray_header_ignored_outside_lambda(outside_lambda, monkeypatch):
+    """Only Lambda sets it: elsewhere the formatter does not read the environment for each record."""
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", XRAY_HEADER)
+    assert trace_fields(bare_record()) == {}
+
+
+@pytest.mark.parametrize("header, expected", [
+    (XRAY_HEADER, tuple(XRAY_IDS.values())),
+    # any order, other keys, spaces, upper case
+    ("Sampled=0;Lineage=a87bd80c:1|68fd508a:5;Parent=53995C3F42CD8AD8;Root=1-5759E988-BD862E3FE1BE46A994272793",
+     tuple(XRAY_IDS.values())),
+    (" Root = 1-5759e988-bd862e3fe1be46a994272793 ; Self=1-67891234-12456789abcdef012345678",
+     (XRAY_IDS["traceId"], None)),
+    ("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f", (XRAY_IDS["traceId"], None)),
+    ("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Root=1-00000001-000000000000000000000001",
+     tuple(XRAY_IDS.values())),  # the first Root counts
+    ("Root=2-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8", None),
+    ("Root=1-5759e988-bd862e3fe1be46a99427279;Parent=53995c3f42cd8ad8", None),
+    ("Root=1-5759e988bd862e3fe1be46a994272793", None),
+    ("Parent=53995c3f42cd8ad8;Sampled=1", None),
+    ("", None),
+    ("garbage", None),
+])
+def test_parse_xray_header(header, expected):
+    assert parse_xray_header(header) == expected
+
+
+def test_request_id_while_flush_on_return_runs_the_function(outside_lambda):
+    """The formatter runs in ``emit``, on the thread of the logging call, while the function runs."""
+    seen = []
+
+    @flush_on_return
+    def function(event, context):
+        seen.append(trace_fields(bare_record(event)))
+        return "done"
+
+    assert function("first", LambdaContext("8476a536-e9f4-11e8-9739-2dfe598c3fcd")) == "done"
+    function("second", LambdaContext(None))  # a context without a request id
+    seen.append(trace_fields(bare_record("after the invocation")))
+    assert seen == [{"requestId": "8476a536-e9f4-11e8-9739-2dfe598c3fcd"}, {}, {}]
+
+
+def test_request_id_reset_when_the_function_raises(outside_lambda):
+    @flush_on_return
+    def function(event, context):
+        raise RuntimeError("failed")
+
+    with pytest.raises(RuntimeError):
+        function({}, LambdaContext("r-1"))
+    assert trace_fields(bare_record()) == {}
+
+
+@pytest.mark.parametrize("value", [False, "false", "off", "0", 0])
+def test_trace_switched_off(in_lambda, value):
+    @flush_on_return
+    def function(event, context):
+        with trace.use_span(otel_span()):
+            return fmt(bare_record(), trace=value)
+
+    assert not set(function({}, LambdaContext("r-1"))) & set(TRACE_FIELDS)
+
+
+@pytest.mark.parametrize("value", ["maybe", 2, None])
+def test_trace_switch_must_be_a_boolean(value):
+    with pytest.raises(ValueError, match="trace"):
+        JsonFormatter(trace=value)
+
+
+def test_trace_switch_from_dictconfig(in_lambda):
+    assert _dictconfig_roundtrip("cwlhandler.JsonFormatter", trace="true")["traceId"] == XRAY_IDS["traceId"]
+    assert "traceId" not in _dictconfig_roundtrip("cwlhandler.JsonFormatter", trace="false")
+
+
+@pytest.mark.parametrize("options, attrs, expected", [
+    ({}, {"traceId": "mine"}, {"traceId": "mine", "requestId": "ours"}),  # and no spanId of another trace
+    ({}, {"spanId": "mine"}, {"spanId": "mine", "requestId": "ours"}),
+    ({"static": {"traceId": "static"}}, {}, {"traceId": "static", "requestId": "ours"}),
+    ({}, {"requestId": "mine"}, {"requestId": "mine", **XRAY_IDS}),
+])
+def test_fields_the_record_has_win(in_lambda, options, attrs, expected):
+    @flush_on_return
+    def function(event, context):
+        return trace_fields(bare_record(**attrs), **options)
+
+    assert function({}, LambdaContext("ours")) == expected
+
+
+def test_dict_message_trace_id_wins(in_lambda):
+    assert trace_fields(bare_record({"message": "m", "traceId": "mine"})) == {"traceId": "mine"}
+
+
+def test_broken_opentelemetry_is_no_trace(outside_lambda, monkeypatch):
+    import cwlhandler.jsonformat as jsonformat
+
+    def broken():
+        raise RuntimeError("no context")
+
+    monkeypatch.setattr(jsonformat, "_current_span", broken)
+    out = fmt(bare_record())
+    assert "traceId" not in out and "format_error" not in out and out["message"] == "m"
+
+
+@pytest.mark.parametrize("blocked", [True, False])
+def test_without_opentelemetry_imported(blocked):
+    """Never imported by the formatter: not when it cannot be, not when the application did not.
+
+    The X-Ray fallback still works, and the formatter finds OpenTelemetry once the application imports it.
+    """
+    script = textwrap.dedent(f"""
+        import json, logging, os, sys
+        if {blocked}:
+            sys.modules["opentelemetry"] = None  # import opentelemetry raises ImportError
+        os.environ.update(AWS_LAMBDA_FUNCTION_NAME="fn", _X_AMZN_TRACE_ID={XRAY_HEADER!r})
+        from cwlhandler import JsonFormatter
+        formatter = JsonFormatter()
+        record = logging.LogRecord("x", logging.INFO, "x", 1, "m", None, None)
+        print(formatter.format(record))
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith("opentelemetry") and sys.modules[m])))
+        if not {blocked}:
+            from opentelemetry import trace
+            from opentelemetry.trace import NonRecordingSpan, SpanContext
+            with trace.use_span(NonRecordingSpan(SpanContext({OTEL_TRACE}, {OTEL_SPAN}, False))):
+                print(formatter.format(record))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            env=subprocess_env())
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert {k: v for k, v in loads(lines[0]).items() if k in TRACE_FIELDS} == XRAY_IDS
+    assert json.loads(lines[1]) == []
+    if not blocked:
+        assert loads(lines[2])["traceId"] == format(OTEL_TRACE, "032x")

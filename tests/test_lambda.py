@@ -9,7 +9,8 @@ Lambda freezes the execution environment as soon as it has the invocation's resp
 the same, SIGSTOPping the runtime's process group when that POST arrives, before answering it.  While the process
 is frozen (every thread stopped) the test reads the group back: every record of the invocation must already be
 stored, exactly once.  Then SIGCONT and the next invocation.  A function that raises must have delivered its
-records before the error is posted.
+records before the error is posted.  With ``JsonFormatter``, every record carries its invocation's request id and
+the trace id the runtime was given (``Lambda-Runtime-Trace-Id``, which awslambdaric puts in ``_X_AMZN_TRACE_ID``).
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ log = logging.getLogger("fn")
 log.setLevel(logging.INFO)
 log.propagate = False  # the runtime's own root handler writes to stdout; keep the pipe quiet
 log.addHandler(cloudwatch)
+if os.environ.get("CWL_JSON"):
+    cloudwatch.setFormatter(cwlhandler.JsonFormatter(fields=["message"]))
 
 
 def work(event):
@@ -77,10 +80,12 @@ class FakeRuntimeAPI:
 
     ``invoke(event)`` queues an event for GET .../invocation/next (a long poll); ``result()`` waits for what the
     runtime posted next: ("response" | "error", request id, body) or ("init_error", None, body).
+    ``trace_headers[request id]`` is the X-Ray header the invocation was given, as Lambda gives it.
     """
 
     def __init__(self) -> None:
         self.pgid: Optional[int] = None
+        self.trace_headers: Dict[str, str] = {}
         self._events: "queue.Queue[Tuple[str, bytes]]" = queue.Queue()
         self._results: "queue.Queue[Tuple[str, Optional[str], str]]" = queue.Queue()
         self._stopping = threading.Event()
@@ -113,7 +118,7 @@ class FakeRuntimeAPI:
                         "Lambda-Runtime-Aws-Request-Id": request_id,
                         "Lambda-Runtime-Deadline-Ms": str(deadline_ms),
                         "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:123456789012:function:fn",
-                        "Lambda-Runtime-Trace-Id": f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]}",
+                        "Lambda-Runtime-Trace-Id": api.trace_headers[request_id],
                     })
 
             def do_POST(self) -> None:
@@ -145,6 +150,8 @@ class FakeRuntimeAPI:
 
     def invoke(self, event: dict) -> str:
         request_id = str(uuid.uuid4())
+        self.trace_headers[request_id] = (f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]};"
+                                          f"Parent={uuid.uuid4().hex[:16]};Sampled=0;Lineage=1:a7b2c3d4:0")
         self._events.put((request_id, json.dumps(event).encode()))
         return request_id
 
@@ -166,11 +173,11 @@ def frozen(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def lambda_runtime(tmp_path, moto_url: str, group: str, function: str) -> Iterator[tuple]:
+def lambda_runtime(tmp_path, moto_url: str, group: str, function: str, **env: str) -> Iterator[tuple]:
     (tmp_path / "fn.py").write_text(textwrap.dedent(FUNCTION_MODULE))
     with FakeRuntimeAPI() as api:
         env = subprocess_env(AWS_LAMBDA_RUNTIME_API=api.address, CWL_GROUP=group, CWL_ENDPOINT_URL=moto_url,
-                             AWS_LAMBDA_FUNCTION_NAME="fn")
+                             AWS_LAMBDA_FUNCTION_NAME="fn", **env)
         # python -m puts the cwd (the function's directory, like Lambda's task root) first on sys.path.
         with running([sys.executable, "-m", "awslambdaric", f"fn.{function}"], cwd=str(tmp_path), env=env) as proc:
             api.pgid = proc.pid  # running() makes the runtime the leader of its own process group
@@ -185,6 +192,17 @@ def stderr_of(proc) -> str:
     return f"stdout:\n{out[-2000:]}\nstderr:\n{err[-3000:]}"
 
 
+def frozen_after(api: FakeRuntimeAPI, proc, request_id: str) -> Tuple[str, str]:
+    """Wait until the runtime posted the invocation's result and is frozen: ("response" | "error", body)."""
+    result = api.result(timeout=30)
+    if result is None or result[0] == "init_error":
+        pytest.fail(f"invocation {request_id}: the runtime posted {result!r}\n{stderr_of(proc)}")
+    kind, posted_id, body = result
+    assert posted_id == request_id, body
+    assert wait_until(lambda: frozen(proc.pid), timeout=10), "the runtime was not frozen"
+    return kind, body
+
+
 @pytest.mark.parametrize("function, failing", [
     ("handler", []),                    # @flush_on_return: three invocations that return
     ("handler_with_timeout", [0, 2]),   # @flush_on_return(timeout=...): raising invocations too
@@ -196,17 +214,29 @@ def test_records_are_stored_before_lambda_freezes_the_environment(tmp_path, moto
         for i in range(3):
             name = f"invocation{i}"
             request_id = api.invoke({"name": name, "records": M, "fail": i in failing})
-            result = api.result(timeout=30)
-            if result is None or result[0] == "init_error":
-                pytest.fail(f"invocation {i}: the runtime posted {result!r}\n{stderr_of(proc)}")
-            kind, posted_id, body = result
-            assert (kind, posted_id) == ("error" if i in failing else "response", request_id), body
+            kind, body = frozen_after(api, proc, request_id)
+            assert kind == ("error" if i in failing else "response"), body
             if kind == "error":
                 assert json.loads(body)["errorMessage"] == f"failed {name}", body
-            assert wait_until(lambda: frozen(proc.pid), timeout=10), "the runtime was not frozen"
             # Frozen: no thread of the runtime can send anything now; what is stored is what was delivered in time.
             expected += [f"{name} record {n}" for n in range(M)]
             stored = {stream: sorted(messages) for stream, messages in read_group(moto_url, group).items()}
             assert stored == {"fn": sorted(expected)}, f"invocation {i}: stored {sum(map(len, stored.values()))} " \
                                                        f"of {len(expected)} records when frozen"
+            os.killpg(proc.pid, signal.SIGCONT)
+
+
+def test_records_carry_the_invocations_request_id_and_trace_id(tmp_path, moto_url):
+    group = "lambda-json"
+    with lambda_runtime(tmp_path, moto_url, group, "handler", CWL_JSON="1") as (api, proc):
+        expected = []
+        for i in range(2):  # the second invocation's ids replace the first's
+            request_id = api.invoke({"name": f"invocation{i}", "records": 3})
+            assert frozen_after(api, proc, request_id)[0] == "response"
+            fields = dict(item.split("=", 1) for item in api.trace_headers[request_id].split(";"))
+            _, epoch, unique = fields["Root"].split("-")
+            expected += [{"message": f"invocation{i} record {n}", "traceId": epoch + unique,
+                          "spanId": fields["Parent"], "requestId": request_id} for n in range(3)]
+            stored = [json.loads(m) for m in read_group(moto_url, group).get("fn", [])]
+            assert stored == expected
             os.killpg(proc.pid, signal.SIGCONT)
