@@ -30,7 +30,40 @@ class CloudWatchLogsHandler(logging.Handler):
 
     ``emit`` formats the record on the caller's thread and appends it to a
     bounded buffer; a flusher thread plans valid PutLogEvents batches and a
-    pool of workers sends them.  See the README for every setting.
+    pool of workers sends them.  Every setting is validated at construction
+    (``ValueError`` naming it); numbers and booleans may be strings (dictConfig).
+
+    Args:
+        log_group: group name; may use placeholders (``{hostname}``, ``{program}``, ``{pid}``,
+            ``{uuid}``, ``{thread}``, ``{logger}``, ``{level}``, ``{date}``).
+        log_stream: stream name template, same placeholders (default ``"{hostname}/{program}/{pid}"``).
+        client: a boto3 ``logs`` client to use; default: one made from the next three.
+        boto3_session: the session that makes the client (default: a new ``boto3.session.Session()``).
+        region_name: the AWS Region; required unless the session or environment configures one.
+        endpoint_url: an explicit ``http://`` or ``https://`` endpoint (an emulator, a proxy).
+        create_log_group: create the group when a send says it is missing.
+        create_log_stream: create the stream when a send says it is missing.
+        retention_days: retention of a group this handler creates; older events are dropped as ``expired``.
+        log_group_tags: tags of a group this handler creates.
+        kms_key_id: ARN of the KMS key that encrypts a group this handler creates.
+        log_group_class: ``STANDARD`` or ``INFREQUENT_ACCESS`` for a group this handler creates.
+        deletion_protection: create the group with deletion protection on.
+        entity: the PutLogEvents ``entity`` (``keyAttributes``, ``attributes``) sent with every request.
+        flush_interval: seconds a buffered record may wait before a send starts.
+        max_batch_count: events per request (at most the API's 10,000).
+        max_batch_bytes: bytes per request, message bytes + 26 per event (at most 1 MiB).
+        max_event_bytes: bytes per event, message bytes + 26 (at most 1 MiB).
+        max_concurrency: PutLogEvents calls in flight at once.
+        max_buffer_records: bound of the buffer in records, those being sent included.
+        max_buffer_bytes: bound of the buffer in bytes, those being sent included.
+        on_full: when the buffer is full: ``drop_oldest``, ``drop_newest`` or ``block``.
+        oversize: an event over ``max_event_bytes``: ``truncate``, ``split`` or ``drop``.
+        shutdown_timeout: the most ``close()``, exit or SIGTERM may wait to deliver.
+        handle_sigterm: deliver on SIGTERM, then die of it, when SIGTERM has its default action.
+        level: the handler's level, as for any ``logging.Handler``.
+
+    The README's settings table says more of each; tests/test_defaults.py keeps
+    this list, the signature, ``Settings`` and that table in agreement.
     """
 
     def __init__(
