@@ -179,12 +179,15 @@ def test_dictconfig_strings_and_nested_mappings_become_plain_settings(fake, logg
         handler.close()
 
 
-def test_dictconfig_refuses_a_bad_string_naming_the_setting(fake):
+@pytest.mark.parametrize("setting, text", [("log_group_class", "delivery"), ("deletion_protection", "maybe"),
+                                           ("kms_key_id", "alias/logs"), ("entity", "Service=checkout"),
+                                           ("log_group_tags", "team=payments")])
+def test_dictconfig_refuses_a_bad_string_naming_the_setting(setting, text):
     config = {"version": 1, "handlers": {"cw": {"class": "cwlhandler.CloudWatchLogsHandler", "log_group": "g",
-                                                "region_name": "us-east-1", "log_group_class": "delivery"}}}
+                                                "region_name": "us-east-1", setting: text}}}
     with pytest.raises(ValueError) as info:
         logging.config.dictConfig(config)
-    assert str(info.value.__cause__).startswith("log_group_class: DELIVERY"), info.value.__cause__
+    assert str(info.value.__cause__).startswith(f"{setting}: "), info.value.__cause__
 
 
 @pytest.mark.parametrize("setting, value, operation, member", [
