@@ -9,9 +9,9 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from urllib.parse import urlparse
 
 from . import lifecycle
-from ._compat import holds, holds_logging_lock
+from ._compat import holds, holds_logging_lock, logs_service_model
 from .buffer import Item
-from .config import Settings
+from .config import Settings, check_api_members
 from .naming import NameTemplate, Router, new_uuid
 from .pipeline import Pipeline
 from .planner import add_counts, measure
@@ -77,6 +77,11 @@ class CloudWatchLogsHandler(logging.Handler):
         create_log_group: bool = True,
         create_log_stream: bool = True,
         retention_days: Optional[int] = None,
+        log_group_tags: Optional[Dict[str, str]] = None,
+        kms_key_id: Optional[str] = None,
+        log_group_class: Optional[str] = None,
+        deletion_protection: bool = False,
+        entity: Optional[Dict[str, Dict[str, str]]] = None,
         flush_interval: float = 5.0,
         max_batch_count: int = 10_000,
         max_batch_bytes: int = 1_048_576,
@@ -96,6 +101,11 @@ class CloudWatchLogsHandler(logging.Handler):
             create_log_group=create_log_group,
             create_log_stream=create_log_stream,
             retention_days=retention_days,
+            log_group_tags=log_group_tags,
+            kms_key_id=kms_key_id,
+            log_group_class=log_group_class,
+            deletion_protection=deletion_protection,
+            entity=entity,
             flush_interval=flush_interval,
             max_batch_count=max_batch_count,
             max_batch_bytes=max_batch_bytes,
@@ -128,6 +138,10 @@ class CloudWatchLogsHandler(logging.Handler):
                     "region_name: no AWS region given or configured (set region_name, AWS_DEFAULT_REGION "
                     "or a profile's region)"
                 )
+        if self.settings.create_group_params or self.settings.entity:
+            # The boto3 session's loader caches the model: the client made next loads it no second time.
+            check_api_members(self.settings, client.meta.service_model if client is not None
+                              else logs_service_model(self._session))
         super().__init__(level)
         self.retry_policy = RetryPolicy()
         self._reporter = Reporter(log_group)

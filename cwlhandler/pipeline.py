@@ -60,6 +60,8 @@ class Pipeline:
             create_group=settings.create_log_group,
             create_stream=settings.create_log_stream,
             retention_days=settings.retention_days,
+            group_params=settings.create_group_params,
+            entity=settings.entity,
             retry=retry,
             stats=self.stats,
             reporter=reporter,

@@ -6,11 +6,12 @@ it only turns lists of such tuples into other lists and counts.
 """
 from __future__ import annotations
 
+import json
 import re
 from bisect import bisect_left, bisect_right
 from itertools import accumulate, chain, repeat
 from operator import add, itemgetter
-from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ._compat import encode_basestring
 
@@ -201,9 +202,20 @@ _SPECIAL_BYTES = tuple(bytes([b]) for b in range(0x20) if b != 1) + (b'"', b"\\"
 # newlines in tracebacks), escaped over the whole body by bytes.replace, backslash first.
 _BULK_ESCAPES = ((b"\\", b"\\\\"), (b'"', b'\\"'), (b"\n", b"\\n"), (b"\r", b"\\r"), (b"\t", b"\\t"))
 _BULK_ESCAPABLE = frozenset(raw for raw, _ in _BULK_ESCAPES)
+BODY_TAIL = b"]}"  # the end of a body without an entity
 
 
-def request_body(group: str, stream: str, batch: Sequence[Event]) -> bytes:
+def body_tail(entity: Optional[Mapping[str, object]]) -> bytes:
+    """The end of every body of a handler: the events' closing bracket, then its ``entity``, if any.
+
+    Encoded once, so an entity adds nothing to the cost of a request.
+    """
+    if not entity:
+        return BODY_TAIL
+    return b'],"entity":' + json.dumps(entity, separators=(",", ":")).encode("ascii") + b"}"
+
+
+def request_body(group: str, stream: str, batch: Sequence[Event], tail: bytes = BODY_TAIL) -> bytes:
     """The whole PutLogEvents JSON body, as botocore would send it, built cheaply.
 
     botocore's serializer walks every event in Python (several microseconds
@@ -212,24 +224,24 @@ def request_body(group: str, stream: str, batch: Sequence[Event]) -> bytes:
     messages as they are; a C-level search of the bytes finds what needs
     escaping (usually nothing), and the few characters real messages need
     escaped are replaced over the whole body at once.  Anything rarer goes
-    through the C string escaper message by message.
+    through the C string escaper message by message.  ``tail`` is :func:`body_tail`'s.
     """
     messages = tuple(map(_message, batch))
     if "\x01" in "".join(messages):
-        return _escaped_body(group, stream, batch)  # the placeholder itself in a message
+        return _escaped_body(group, stream, batch, tail)  # the placeholder itself in a message
     events = _layout(_EVENT_TEMPLATE, batch, messages).encode("utf-8")
     # One memchr-speed search per special byte: cheaper than any per-byte scan Python offers.
     found = [char for char in _SPECIAL_BYTES if char in events]
     if found:
         if not _BULK_ESCAPABLE.issuperset(found):
-            return _escaped_body(group, stream, batch)  # other control characters in a message
+            return _escaped_body(group, stream, batch, tail)  # other control characters in a message
         for raw, escaped in _BULK_ESCAPES:
             if raw in found:
                 events = events.replace(raw, escaped)
     return b"".join((
         _body_head(group, stream),
         events.replace(b"\x01", b'"'),
-        b"]}",
+        tail,
     ))
 
 
@@ -238,10 +250,10 @@ def _body_head(group: str, stream: str) -> bytes:
             + ',"logEvents":[').encode("utf-8")
 
 
-def _escaped_body(group: str, stream: str, batch: Sequence[Event]) -> bytes:
+def _escaped_body(group: str, stream: str, batch: Sequence[Event], tail: bytes) -> bytes:
     """The same body with every message escaped by the json module's C string escaper."""
     events = _layout('{"timestamp":%d,"message":%s},', batch, map(_json_string, map(_message, batch)))
-    return _body_head(group, stream) + events.encode("utf-8") + b"]}"
+    return _body_head(group, stream) + events.encode("utf-8") + tail
 
 
 def _layout(template: str, batch: Sequence[Event], texts: Iterable[str]) -> str:
@@ -258,4 +270,5 @@ __all__ = [
     "rejected_by_reason",
     "request_events",
     "request_body",
+    "body_tail",
 ]

@@ -29,7 +29,7 @@ from botocore.exceptions import (
 )
 
 from ._compat import http_session, pool_classes, set_request_body
-from .planner import Event, add_counts, rejected_by_reason, request_body, request_events
+from .planner import Event, add_counts, body_tail, rejected_by_reason, request_body, request_events
 from .stats import Reporter, Stats
 
 _stamp = itemgetter(0)
@@ -454,6 +454,8 @@ class Sender:
         create_group: bool,
         create_stream: bool,
         retention_days: Optional[int],
+        group_params: Dict[str, Any],
+        entity: Optional[Dict[str, Dict[str, str]]],
         retry: RetryPolicy,
         stats: Stats,
         reporter: Reporter,
@@ -465,6 +467,9 @@ class Sender:
         self._create_stream = create_stream
         self._retention_days = retention_days
         self.retry = retry
+        self._group_params = group_params  # CreateLogGroup's settings: tags, KMS key, class, deletion protection
+        self._entity = {"entity": entity} if entity else {}  # for botocore's serialiser
+        self._body_tail = body_tail(entity)  # for our own encoder
         self._stats = stats
         self._reporter = reporter
         self._on_settled = on_settled
@@ -649,6 +654,8 @@ class Sender:
                     continue
             if kind == OK:
                 info = result.get("rejectedLogEventsInfo") if isinstance(result, dict) else None
+                if isinstance(result, dict) and "rejectedEntityInfo" in result:
+                    self._entity_rejected(result["rejectedEntityInfo"])
                 rejected = rejected_by_reason(info or {}, len(events))
                 self._progress(batch, len(events) - sum(rejected.values()), rejected)
                 parts.pop()
@@ -673,7 +680,8 @@ class Sender:
             elif kind in (OPERATOR, MISSING, NO_CLIENT):
                 advice = (explain_client_failure(result) if kind == NO_CLIENT else
                           "Check the credentials, region and IAM permissions (logs:PutLogEvents, "
-                          "logs:CreateLogGroup, logs:CreateLogStream)")
+                          "logs:CreateLogGroup, logs:CreateLogStream; with log-group settings also "
+                          "logs:TagResource and the KMS key's policy)")
                 self._reporter.problem(
                     "operator:" + describe(result)[:40],
                     f"cannot ship to log group {batch.group!r}, stream {batch.stream!r}: {describe(result)}. "
@@ -691,6 +699,16 @@ class Sender:
                     )
                 self._sleep(self.retry.delay(attempt))
                 attempt += 1
+
+    def _entity_rejected(self, info: Any) -> None:
+        """The service stored the events without the entity: counted, and said once per error type."""
+        self._stats.add("entity_rejected")
+        error = info.get("errorType", "unknown") if isinstance(info, dict) else "unknown"
+        self._reporter.once(
+            "entity:" + str(error), f"the service rejected the entity sent with the log events ({error}) and "
+            "stored the events without it; check the entity keyword (the key attributes its Type needs). "
+            "Counted as 'entity_rejected' in stats()",
+        )
 
     def _call(self, operation: str, sending: Optional[Tuple["Sender", Batch, int]] = None,
               **params: Any) -> Tuple[str, Any]:
@@ -723,8 +741,8 @@ class Sender:
         """
         clients = self._clients
         if not clients.prepared_body:
-            return self._put_call(batch, len(events), logEvents=request_events(events))
-        thread_state.body = request_body(batch.group, batch.stream, events)
+            return self._put_call(batch, len(events), logEvents=request_events(events), **self._entity)
+        thread_state.body = request_body(batch.group, batch.stream, events, self._body_tail)
         kind, result = self._put_call(batch, len(events), logEvents=[])
         skipped = thread_state.body is not None  # our hook never ran
         thread_state.body = None
@@ -736,7 +754,7 @@ class Sender:
         elif not (kind == OK or isinstance(result, ClientError)):
             return kind, result  # nothing answered yet: resent as it is
         # Answered without our body, or an unproven body refused as invalid: the plain way tells.
-        kind, result = self._put_call(batch, len(events), logEvents=request_events(events))
+        kind, result = self._put_call(batch, len(events), logEvents=request_events(events), **self._entity)
         if skipped or kind == OK:
             clients.prepared_body = False
         return kind, result
@@ -763,11 +781,14 @@ class Sender:
                 return kind, result
             if not self._create_group:
                 return MISSING, result
-            kind, result = self._call("create_log_group", logGroupName=batch.group)
+            # The settings go with the create call: they apply to the group only if this call makes it.
+            kind, result = self._call("create_log_group", logGroupName=batch.group, **self._group_params)
             if kind == OK and self._retention_days:  # only on a group this handler created, never a racer's
                 self._set_retention(batch.group)
             if kind != OK and not _already_exists(result):
-                return kind, result
+                # Refused as invalid: a KMS key that does not exist or whose policy keeps CloudWatch Logs out.
+                # A person must act; the events are not at fault, so they are not isolated and dropped.
+                return (OPERATOR if kind == INVALID else kind), result
             return self._create_one("create_log_stream", logGroupName=batch.group, logStreamName=batch.stream)
 
     def _set_retention(self, group: str) -> None:

@@ -16,11 +16,11 @@ REPORT_INTERVAL = 60.0
 
 
 class Stats:
-    """Thread-safe counters: ``sent``, ``api_calls``, ``retries`` and drops by reason."""
+    """Thread-safe counters: ``sent``, ``api_calls``, ``retries``, ``entity_rejected`` and drops by reason."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.counts: Dict[str, int] = {"sent": 0, "api_calls": 0, "retries": 0}
+        self.counts: Dict[str, int] = {"sent": 0, "api_calls": 0, "retries": 0, "entity_rejected": 0}
         self.dropped_by_reason: Dict[str, int] = {}
 
     def add(self, name: str, n: int = 1) -> None:
@@ -43,7 +43,7 @@ class Stats:
 def no_stats() -> Dict[str, object]:
     """The counters of a pipeline that has not started."""
     return {"emitted": 0, "sent": 0, "dropped": 0, "dropped_by_reason": {}, "api_calls": 0, "retries": 0,
-            "buffered": 0}
+            "buffered": 0, "entity_rejected": 0}
 
 
 def combined(a: Mapping[str, object], b: Mapping[str, object]) -> Dict[str, object]:
@@ -80,6 +80,14 @@ class Reporter:
             due = self._due("problem:" + key, now, False)
         if due:
             write(f"cwlhandler ({self.name}): {text}")
+
+    def once(self, key: str, text: str) -> None:
+        """Report a condition that stays as long as the handler (a rejected entity): the first time only."""
+        with self._lock:
+            if "once:" + key in self._last:
+                return
+            self._last["once:" + key] = self._clock()
+        write(f"cwlhandler ({self.name}): {text}")
 
     def drops(self, dropped_by_reason: Mapping[str, int], force: bool = False) -> None:
         """Report drops not yet reported; ``force`` ignores the once-a-minute limit (at close).

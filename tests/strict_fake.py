@@ -4,6 +4,9 @@ botocore talks to it through ``endpoint_url``. Unlike moto it enforces the PutLo
 event bytes, count, order, 24-hour span, lone surrogates) and reports ``rejectedLogEventsInfo`` with the
 service's index semantics. Faults (errors, connection resets, delays, hangs, applied-then-failed requests)
 can be queued per operation or applied to every request (outage).
+CreateLogGroup's settings (tags, KMS key, class, deletion protection) and PutLogEvents' ``entity`` are
+validated by the API model's rules and recorded (``create_log_group_requests``, ``put_requests[i]["entity"]``);
+``Fault.reject_entity`` answers an accepted PutLogEvents with ``rejectedEntityInfo``.
 With ``tls=`` (an ``ssl.SSLContext`` for the server side) it speaks HTTPS instead and counts handshakes;
 ``keep_alive=False`` closes every connection after its answer (so each request costs a new TLS handshake).
 """
@@ -18,6 +21,7 @@ import ssl
 import struct
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
@@ -32,6 +36,16 @@ RETENTION_DAYS = frozenset({1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400,
                             2192, 2557, 2922, 3288, 3653})
 _GROUP_NAME = re.compile(r"[A-Za-z0-9_\-/.#]{1,512}\Z")
 _KEY_ID = re.compile(r"Credential=([^/,\s]+)/")
+# CreateLogGroup and PutLogEvents settings (botocore's logs model, shapes Tags, KmsKeyId, LogGroupClass, Entity).
+MAX_TAGS, TAG_KEY_CHARS, TAG_VALUE_CHARS = 50, 128, 256
+TAG_PUNCTUATION = frozenset("_.:/=+-@")
+LOG_GROUP_CLASSES = ("STANDARD", "INFREQUENT_ACCESS", "DELIVERY")
+ENTITY_KEY_NAMES = frozenset({"Type", "ResourceType", "Identifier", "Name", "Environment"})
+_KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+\Z")
+_MEMBERS = {
+    "CreateLogGroup": {"logGroupName", "kmsKeyId", "tags", "logGroupClass", "deletionProtectionEnabled"},
+    "PutLogEvents": {"logGroupName", "logStreamName", "logEvents", "sequenceToken", "entity"},
+}
 INVALID = "InvalidParameterException"
 NOT_FOUND = "ResourceNotFoundException"
 ALREADY_EXISTS = "ResourceAlreadyExistsException"
@@ -40,7 +54,7 @@ ALREADY_EXISTS = "ResourceAlreadyExistsException"
 @dataclass(frozen=True)
 class Fault:
     """One injected fault. Build with the constructors below."""
-    kind: str               # "error" | "reset" | "delay" | "hang" | "apply_then_error" | "apply_then_hang"
+    kind: str               # "error" | "reset" | "delay" | "hang" | "apply_then_error" | "apply_then_hang" | "reject_entity"
     code: str = ""
     status: int = 400
     message: str = "Injected fault."
@@ -72,9 +86,15 @@ class Fault:
         """Store the request, then answer nothing for ``seconds`` and reset: a lost answer."""
         return cls("apply_then_hang", seconds=seconds)
 
+    @classmethod
+    def reject_entity(cls, error_type: str = "InvalidEntity") -> "Fault":
+        """Apply the request, then answer with ``rejectedEntityInfo`` (the events are still accepted)."""
+        return cls("reject_entity", code=error_type)
 
-error, reset, delay, hang, apply_then_error, apply_then_hang = (
-    Fault.error, Fault.reset, Fault.delay, Fault.hang, Fault.apply_then_error, Fault.apply_then_hang)
+
+error, reset, delay, hang, apply_then_error, apply_then_hang, reject_entity = (
+    Fault.error, Fault.reset, Fault.delay, Fault.hang, Fault.apply_then_error, Fault.apply_then_hang,
+    Fault.reject_entity)
 
 
 class ApiError(Exception):
@@ -89,6 +109,49 @@ def _require_str(req: Dict[str, Any], key: str) -> str:
         raise ApiError(INVALID, f"1 validation error detected: Value at '{key}' failed to satisfy "
                                 "constraint: Member must not be null and must have length greater than or equal to 1")
     return value
+
+
+def _violation(where: str, value: Any, constraint: str) -> ApiError:
+    return ApiError(INVALID, f"1 validation error detected: Value {value!r} at '{where}' failed to satisfy "
+                             f"constraint: {constraint}")
+
+
+def _string_map(value: Any, where: str, items: Tuple[int, int], key_chars: Tuple[int, int],
+                value_chars: Tuple[int, int], chars_ok: Callable[[str], bool] = lambda _: True) -> Dict[str, str]:
+    """A JSON object of strings within the model's bounds: entries, key and value lengths (and characters)."""
+    if not isinstance(value, dict):
+        raise _violation(where, value, "Member must be a map")
+    if not items[0] <= len(value) <= items[1]:
+        raise _violation(where, value, f"Member must have between {items[0]} and {items[1]} entries")
+    for key, text in value.items():
+        for part, kind, (low, high) in ((key, "key", key_chars), (text, "value", value_chars)):
+            if not isinstance(part, str) or not low <= len(part) <= high or not chars_ok(part):
+                raise _violation(f"{where}.{kind}", part, f"Member must be a string of {low} to {high} "
+                                 "characters that satisfies the member's pattern")
+    return value
+
+
+def _tag_text(text: str) -> bool:
+    """The Tags pattern [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*: letters, separators, numbers and a few marks."""
+    return all(ch in TAG_PUNCTUATION or unicodedata.category(ch)[0] in "LZN" for ch in text)
+
+
+def _check_members(operation: str, req: Dict[str, Any]) -> None:
+    unknown = sorted(set(req) - _MEMBERS[operation])
+    if unknown:
+        raise ApiError("SerializationException", f"Unknown member(s) {unknown} in a {operation} request.")
+
+
+def _validate_entity(entity: Any) -> None:
+    """PutLogEvents' ``entity`` by the model: keyAttributes 2-4 of the five key names, attributes 0-10."""
+    if not isinstance(entity, dict) or set(entity) - {"keyAttributes", "attributes"}:
+        raise _violation("entity", entity, "Member must be a structure of keyAttributes and attributes")
+    if "keyAttributes" in entity:
+        keys = _string_map(entity["keyAttributes"], "entity.keyAttributes", (2, 4), (1, 32), (1, 512))
+        if set(keys) - ENTITY_KEY_NAMES:
+            raise _violation("entity.keyAttributes", keys, f"Member keys must be among {sorted(ENTITY_KEY_NAMES)}")
+    if "attributes" in entity:
+        _string_map(entity["attributes"], "entity.attributes", (0, 10), (1, 256), (1, 512))
 
 
 def _message_size(event: Any) -> int:
@@ -179,11 +242,12 @@ class StrictFake:
     def __init__(self, *, max_event_bytes: int = 1_048_576, max_batch_bytes: int = 1_048_576,
                  max_batch_count: int = 10_000, now_ms: Optional[Callable[[], int]] = None,
                  access_key_ids: Optional[set] = None, tls: Optional[ssl.SSLContext] = None,
-                 keep_alive: bool = True) -> None:
+                 keep_alive: bool = True, kms_keys: Optional[set] = None) -> None:
         self.max_event_bytes, self.max_batch_bytes, self.max_batch_count = (
             max_event_bytes, max_batch_bytes, max_batch_count)
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
         self._key_ids = frozenset(access_key_ids) if access_key_ids is not None else None
+        self.kms_keys = set(kms_keys) if kms_keys is not None else None  # the keys that exist; None: any key ARN
         self._tls = tls
         self._keep_alive = keep_alive
         self.tls_handshakes = 0  # completed TLS handshakes (tls= only)
@@ -191,7 +255,7 @@ class StrictFake:
         self._lock = threading.RLock()
         self._flight = threading.Condition()
         self._stopping = threading.Event()
-        self._groups: Dict[str, Dict[str, Any]] = {}   # name -> {"retention", "created", "streams": {name: [...]}}
+        self._groups: Dict[str, Dict[str, Any]] = {}   # name -> {"retention", "created", "settings", "streams"}
         self._seq = 0
         self._faults: Dict[str, Deque[Fault]] = collections.defaultdict(collections.deque)
         self._outage: Optional[Fault] = None
@@ -199,6 +263,7 @@ class StrictFake:
         self._in_flight = 0
         self.calls: collections.Counter = collections.Counter()
         self.put_requests: List[Dict[str, Any]] = []
+        self.create_log_group_requests: List[Dict[str, Any]] = []  # each request's parameters, as received
         self.refusals: List[str] = []
         self.max_in_flight = 0
         self._server: Optional[_Server] = None
@@ -255,6 +320,11 @@ class StrictFake:
     def retention(self, group: str) -> Optional[int]:
         with self._lock:
             return self._groups[group]["retention"]
+
+    def group_settings(self, group: str) -> Dict[str, Any]:
+        """The CreateLogGroup settings the group was made with (kmsKeyId, tags, logGroupClass, ...)."""
+        with self._lock:
+            return dict(self._groups[group]["settings"])
 
     @property
     def in_flight(self) -> int:
@@ -356,6 +426,8 @@ class StrictFake:
         if fault is not None and fault.kind == "apply_then_hang":
             self._stopping.wait(fault.seconds)
             return handler.drop()
+        if fault is not None and fault.kind == "reject_entity" and result is not None:
+            result["rejectedEntityInfo"] = {"errorType": fault.code}
         if failure is not None:
             if failure.code == INVALID:
                 with self._lock:
@@ -397,15 +469,42 @@ class StrictFake:
 
     # ---- control plane ---------------------------------------------------------------------------------------
     def _create_log_group(self, req: Dict[str, Any]) -> Dict[str, Any]:
+        with self._lock:
+            self.create_log_group_requests.append(dict(req))
+        _check_members("CreateLogGroup", req)
         name = _require_str(req, "logGroupName")
         if not _GROUP_NAME.match(name) or name.startswith("aws/"):
             raise ApiError(INVALID, f"Invalid log group name {name!r}: must be 1-512 characters of "
                                     "[\\.\\-_/#A-Za-z0-9] and must not start with 'aws/'.")
+        settings = {key: req[key] for key in ("kmsKeyId", "tags", "logGroupClass", "deletionProtectionEnabled")
+                    if key in req}
+        self._validate_group_settings(name, settings)
         with self._lock:
             if name in self._groups:
                 raise ApiError(ALREADY_EXISTS, "The specified log group already exists")
-            self._groups[name] = {"retention": None, "created": self._now_ms(), "streams": {}}
+            self._groups[name] = {"retention": None, "created": self._now_ms(), "settings": settings, "streams": {}}
         return {}
+
+    def _validate_group_settings(self, name: str, settings: Dict[str, Any]) -> None:
+        if "tags" in settings:
+            tags = _string_map(settings["tags"], "tags", (1, MAX_TAGS), (1, TAG_KEY_CHARS), (0, TAG_VALUE_CHARS),
+                               _tag_text)
+            reserved = [key for key in tags if key.lower().startswith("aws:")]
+            if reserved:
+                raise ApiError(INVALID, f"Tag keys must not start with 'aws:' (reserved for AWS use): {reserved}")
+        if "kmsKeyId" in settings:
+            key = settings["kmsKeyId"]
+            if not isinstance(key, str) or len(key) > 256 or not _KMS_KEY_ARN.match(key):
+                raise _violation("kmsKeyId", key, "Member must be the ARN of a KMS key, at most 256 characters")
+            if self.kms_keys is not None and key not in self.kms_keys:
+                raise ApiError(INVALID, f"The specified KMS key does not exist or is not allowed to be used with "
+                                        f"Arn 'arn:aws:logs:us-east-1:123456789012:log-group:{name}'")
+        if "logGroupClass" in settings and settings["logGroupClass"] not in LOG_GROUP_CLASSES:
+            raise _violation("logGroupClass", settings["logGroupClass"],
+                             f"Member must satisfy enum value set: {list(LOG_GROUP_CLASSES)}")
+        if "deletionProtectionEnabled" in settings and not isinstance(settings["deletionProtectionEnabled"], bool):
+            raise _violation("deletionProtectionEnabled", settings["deletionProtectionEnabled"],
+                             "Member must be a boolean")
 
     def _create_log_stream(self, req: Dict[str, Any]) -> Dict[str, Any]:
         group, name = _require_str(req, "logGroupName"), _require_str(req, "logStreamName")
@@ -432,6 +531,9 @@ class StrictFake:
         with self._lock:
             found = [{"logGroupName": name, "creationTime": g["created"], "storedBytes": 0,
                       "arn": f"arn:aws:logs:us-east-1:123456789012:log-group:{name}:*",
+                      "logGroupClass": g["settings"].get("logGroupClass", "STANDARD"),
+                      "deletionProtectionEnabled": g["settings"].get("deletionProtectionEnabled", False),
+                      **({"kmsKeyId": g["settings"]["kmsKeyId"]} if "kmsKeyId" in g["settings"] else {}),
                       **({"retentionInDays": g["retention"]} if g["retention"] else {})}
                      for name, g in sorted(self._groups.items()) if name.startswith(prefix)]
         return {"logGroups": found}
@@ -476,7 +578,7 @@ class StrictFake:
         timestamps = [e.get("timestamp") for e in events if isinstance(e, dict)]
         record = {"group": req.get("logGroupName"), "stream": req.get("logStreamName"), "count": len(events),
                   "bytes": sum(_message_size(e) for e in events), "first_ts": timestamps[0] if timestamps else None,
-                  "last_ts": timestamps[-1] if timestamps else None, "outcome": "ok"}
+                  "last_ts": timestamps[-1] if timestamps else None, "entity": req.get("entity"), "outcome": "ok"}
         try:
             return self._store_batch(req)
         except ApiError as exc:
@@ -487,7 +589,10 @@ class StrictFake:
                 self.put_requests.append(record)
 
     def _store_batch(self, req: Dict[str, Any]) -> Dict[str, Any]:
+        _check_members("PutLogEvents", req)
         group, stream = _require_str(req, "logGroupName"), _require_str(req, "logStreamName")
+        if "entity" in req:
+            _validate_entity(req["entity"])
         batch = self._validate_batch(req.get("logEvents"))
         with self._lock:
             stored = self._stream(group, stream)

@@ -70,3 +70,8 @@ def test_the_body_a_before_call_hook_sets_is_the_body_sent():
     client.meta.events.register("before-call.cloudwatch-logs.PutLogEvents",
                                 lambda params, **_: _compat.set_request_body(params, thread_state.body))
     assert rehearse(client) is True
+
+
+def test_a_boto3_session_gives_its_botocore_sessions_logs_model():
+    model = _compat.logs_service_model(boto3.session.Session(region_name="us-east-1"))
+    assert "PutLogEvents" in model.operation_names

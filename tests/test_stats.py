@@ -55,7 +55,8 @@ def test_stats_snapshot_is_a_copy():
     stats.drop({"too_old": 2, "too_new": 0})
     snap = stats.snapshot()
     snap["dropped_by_reason"]["too_old"] = 99
-    assert stats.snapshot() == {"sent": 3, "api_calls": 0, "retries": 0, "dropped_by_reason": {"too_old": 2}}
+    assert stats.snapshot() == {"sent": 3, "api_calls": 0, "retries": 0, "entity_rejected": 0,
+                                "dropped_by_reason": {"too_old": 2}}
 
 
 def test_racing_reports_never_repeat_a_drop(capsys):
@@ -83,3 +84,18 @@ def test_racing_reports_never_repeat_a_drop(capsys):
     reporter.drops({"too_old": 5}, force=True)  # nothing new since the forced report
     reported = sum(int(line.split()[3]) for line in capsys.readouterr().err.splitlines())
     assert reported == 5
+
+
+def test_once_reports_each_key_the_first_time_only(capsys):
+    clock = Clock()
+    reporter = Reporter("grp", clock=clock)
+    reporter.once("entity:InvalidEntity", "rejected entity")
+    clock.now += 10 * REPORT_INTERVAL
+    reporter.once("entity:InvalidEntity", "rejected entity")
+    reporter.once("entity:InvalidTypeValue", "rejected type")
+    reporter.problem("entity:InvalidEntity", "a problem of the same name is another key")
+    assert capsys.readouterr().err.splitlines() == [
+        "cwlhandler (grp): rejected entity",
+        "cwlhandler (grp): rejected type",
+        "cwlhandler (grp): a problem of the same name is another key",
+    ]

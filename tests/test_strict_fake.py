@@ -81,7 +81,7 @@ def test_valid_batch_is_stored_and_readable_with_pagination(fake, client, stream
     assert fake.events(GROUP, STREAM) == expected
     assert read_all(client, limit=3) == expected
     assert fake.put_requests[0] == {"group": GROUP, "stream": STREAM, "count": 5, "bytes": 5 * (2 + 26),
-                                    "first_ts": NOW - 5, "last_ts": NOW - 1, "outcome": "ok"}
+                                    "first_ts": NOW - 5, "last_ts": NOW - 1, "entity": None, "outcome": "ok"}
     assert fake.refusals == [] and fake.calls["PutLogEvents"] == 2
 
 
@@ -253,14 +253,22 @@ def test_invalid_retention_refused(fake, client, stream, days):
     assert fake.retention(GROUP) is None
 
 
-def test_unknown_operation(fake):
+def raw_call(fake: StrictFake, operation: str, body: dict) -> tuple:
+    """(status, answer) of a request botocore could not serialise."""
     host, port = fake.endpoint_url[len("http://"):].split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=5)
-    conn.request("POST", "/", body=b"{}", headers={"X-Amz-Target": "Logs_20140328.Nope",
-                                                   "Content-Type": "application/x-amz-json-1.1"})
-    resp = conn.getresponse()
-    assert resp.status == 400 and json.loads(resp.read())["__type"] == "UnknownOperationException"
-    conn.close()
+    try:
+        conn.request("POST", "/", body=json.dumps(body).encode(), headers={
+            "X-Amz-Target": f"Logs_20140328.{operation}", "Content-Type": "application/x-amz-json-1.1"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def test_unknown_operation(fake):
+    status, answer = raw_call(fake, "Nope", {})
+    assert status == 400 and answer["__type"] == "UnknownOperationException"
 
 
 # ---- faults ---------------------------------------------------------------------------------------------------
@@ -367,3 +375,78 @@ def test_wrong_access_key_id_refused():
         assert fake.groups() == [] and fake.calls["CreateLogGroup"] == 1
         make_client(fake, key_id="AKIDGOOD").create_log_group(logGroupName=GROUP)
         assert fake.groups() == [GROUP]
+
+
+# ---- log-group settings and the entity ------------------------------------------------------------------------
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+@pytest.mark.parametrize("params", [
+    {"tags": {}}, {"tags": {f"k{i}": "v" for i in range(51)}}, {"tags": {"k" * 129: "v"}},
+    {"tags": {"k": "v" * 257}}, {"tags": {"aws:owner": "me"}}, {"tags": {"k": "semi;colon"}},
+    {"kmsKeyId": "alias/logs"}, {"kmsKeyId": "arn:aws:kms:us-east-1:123456789012:alias/logs"},
+    {"logGroupClass": "COLD"}, {"deletionProtectionEnabled": "yes"},
+], ids=["no-tags", "51-tags", "long-key", "long-value", "aws-prefix", "bad-char", "alias", "alias-arn",
+        "bad-class", "not-boolean"])
+def test_create_log_group_settings_refused_by_the_model_rules(fake, client, params):
+    with pytest.raises(ClientError) as info:
+        client.create_log_group(logGroupName=GROUP, **params)
+    assert info.value.response["Error"]["Code"] == INVALID
+    assert fake.groups() == [] and fake.create_log_group_requests == [{"logGroupName": GROUP, **params}]
+
+
+def test_create_log_group_settings_stored_described_and_a_missing_key_refused(client):
+    with StrictFake(kms_keys={KEY_ARN}) as keyed:
+        keyed_client = make_client(keyed)
+        with pytest.raises(ClientError, match="KMS key does not exist"):
+            keyed_client.create_log_group(logGroupName="other", kmsKeyId=KEY_ARN.replace("1234abcd", "5678abcd"))
+        params = {"tags": {"Équipe": "données 2024", "k": ""}, "kmsKeyId": KEY_ARN, "logGroupClass": "DELIVERY",
+                  "deletionProtectionEnabled": True}
+        keyed_client.create_log_group(logGroupName=GROUP, **params)
+        assert keyed.group_settings(GROUP) == params
+        (group,) = keyed_client.describe_log_groups()["logGroups"]
+        assert (group["kmsKeyId"], group["logGroupClass"], group["deletionProtectionEnabled"]) == (
+            KEY_ARN, "DELIVERY", True)
+
+
+@pytest.mark.parametrize("operation, body", [
+    ("CreateLogGroup", {"logGroupName": GROUP, "logGroupClas": "STANDARD"}),
+    ("PutLogEvents", {"logGroupName": GROUP, "logStreamName": STREAM, "logEvents": [ev(NOW)], "entities": {}}),
+])
+def test_unknown_members_refused(fake, stream, operation, body):
+    """A misspelt member would be silently ignored by a lenient service: the fake refuses it."""
+    status, answer = raw_call(fake, operation, body)
+    assert status == 400 and answer["__type"] == "SerializationException"
+
+
+ENTITY = {"keyAttributes": {"Type": "Service", "Name": "checkout", "Environment": "prod"},
+          "attributes": {"PlatformType": "Generic"}}
+
+
+@pytest.mark.parametrize("entity", [
+    {"keyAttributes": {"Type": "Service"}},
+    {"keyAttributes": {"Type": "Service", "Name": "a", "Environment": "b", "Identifier": "c", "ResourceType": "d"}},
+    {"keyAttributes": {"Type": "Service", "Owner": "me"}},
+    {"keyAttributes": {"Type": "Service", "Name": ""}},
+    {"keyAttributes": {"Type": "Service", "Name": "n" * 513}},
+    {**ENTITY, "attributes": {f"a{i}": "v" for i in range(11)}},
+    {**ENTITY, "attributes": {"a" * 257: "v"}},
+    {**ENTITY, "other": {}},
+    "Service",
+], ids=["one-key", "five-keys", "unknown-key", "empty-value", "long-value", "11-attributes", "long-attribute",
+        "extra-member", "not-a-structure"])
+def test_entity_refused_by_the_model_rules(fake, stream, entity):
+    status, answer = raw_call(fake, "PutLogEvents", {"logGroupName": GROUP, "logStreamName": STREAM,
+                                                     "logEvents": [ev(NOW)], "entity": entity})
+    assert status == 400 and answer["__type"] == INVALID
+    assert fake.events(GROUP, STREAM) == [] and fake.put_requests[-1]["entity"] == entity
+
+
+def test_entity_recorded_and_reject_entity_fault_still_stores_the_events(fake, client, stream):
+    assert "rejectedEntityInfo" not in client.put_log_events(logGroupName=GROUP, logStreamName=STREAM,
+                                                             logEvents=[ev(NOW, "a")], entity=ENTITY)
+    fake.inject("PutLogEvents", Fault.reject_entity("UnsupportedLogGroupType"))
+    resp = client.put_log_events(logGroupName=GROUP, logStreamName=STREAM, logEvents=[ev(NOW, "b")], entity=ENTITY)
+    assert resp["rejectedEntityInfo"] == {"errorType": "UnsupportedLogGroupType"}
+    assert fake.events(GROUP, STREAM) == [(NOW, "a"), (NOW, "b")]
+    assert [r["entity"] for r in fake.put_requests] == [ENTITY, ENTITY]
