@@ -6,7 +6,7 @@ often as strings, so numbers and booleans given as text are accepted too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from .planner import API_MAX_BATCH_BYTES, API_MAX_BATCH_COUNT, API_MAX_EVENT_BYTES, DAY_MS, MAX_AGE_MS
 
@@ -48,7 +48,7 @@ def as_number(setting: str, value: Any, kind: type, low: float, high: Optional[f
     return number
 
 
-def one_of(setting: str, value: Any, choices: tuple) -> Any:
+def one_of(setting: str, value: Any, choices: Tuple[Any, ...]) -> Any:
     if value not in choices:
         raise ValueError(f"{setting}: must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
@@ -79,15 +79,17 @@ class Settings:
 
         fix("create_log_group", as_bool("create_log_group", self.create_log_group))
         fix("create_log_stream", as_bool("create_log_stream", self.create_log_stream))
-        if self.retention_days not in (None, "", "none", "None"):
+        if self.retention_days not in (None, "", "none", "None"):  # type: ignore[comparison-overlap]  # text from dictConfig
             days = as_number("retention_days", self.retention_days, int, 1)
             fix("retention_days", one_of("retention_days", days, RETENTION_DAYS))
         else:
             fix("retention_days", None)
         fix("flush_interval", as_number("flush_interval", self.flush_interval, float, 0.001, 3600))
         fix("max_batch_count", as_number("max_batch_count", self.max_batch_count, int, 1, API_MAX_BATCH_COUNT))
-        fix("max_batch_bytes", as_number("max_batch_bytes", self.max_batch_bytes, int, MIN_EVENT_BYTES, API_MAX_BATCH_BYTES))
-        fix("max_event_bytes", as_number("max_event_bytes", self.max_event_bytes, int, MIN_EVENT_BYTES, API_MAX_EVENT_BYTES))
+        fix("max_batch_bytes",
+            as_number("max_batch_bytes", self.max_batch_bytes, int, MIN_EVENT_BYTES, API_MAX_BATCH_BYTES))
+        fix("max_event_bytes",
+            as_number("max_event_bytes", self.max_event_bytes, int, MIN_EVENT_BYTES, API_MAX_EVENT_BYTES))
         if self.max_event_bytes > self.max_batch_bytes:
             raise ValueError(
                 f"max_event_bytes: must not exceed max_batch_bytes ({self.max_batch_bytes}), got {self.max_event_bytes}"

@@ -20,8 +20,8 @@ from botocore.exceptions import (
     ClientError,
     NoCredentialsError,
     NoRegionError,
-    PartialCredentialsError,
     ParamValidationError,
+    PartialCredentialsError,
     SSLError,
 )
 
@@ -130,7 +130,7 @@ class RetryPolicy:
     slow: float = 60.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.cap, self.base * 2 ** min(attempt, 30)) * random.uniform(0.5, 1.0)
+        return min(self.cap, self.base * 2.0 ** min(attempt, 30)) * random.uniform(0.5, 1.0)
 
 
 class Batch:
@@ -197,7 +197,8 @@ def _may_have_stored(error: Any) -> bool:
 
 def _already_exists(result: Any) -> bool:
     """A create call that a racing creator won: as good as ours."""
-    return isinstance(result, ClientError) and result.response.get("Error", {}).get("Code") == "ResourceAlreadyExistsException"
+    return (isinstance(result, ClientError)
+            and result.response.get("Error", {}).get("Code") == "ResourceAlreadyExistsException")
 
 
 def classify(error: BaseException) -> str:
@@ -257,7 +258,8 @@ def detach(error: BaseException) -> BaseException:
     an outage every attempt left one behind (about 20 MiB of RSS). Only the
     error's type and message are used, so the frames can go at once.
     """
-    todo, seen = [error], set()
+    todo: List[Optional[BaseException]] = [error]
+    seen: Set[int] = set()
     while todo:
         exc = todo.pop()
         if exc is not None and id(exc) not in seen:
@@ -380,7 +382,7 @@ class ProcessClient:
         child.wire_observed = self.wire_observed
         client = self._client  # read without the lock, which a parent thread may have held at the fork
         if client is not None:
-            http_session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+            http_session: Any = getattr(getattr(client, "_endpoint", None), "http_session", None)
             try:
                 http_session.close()  # the child's copies of the parent's sockets; the parent's stay open
             except Exception:
