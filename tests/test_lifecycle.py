@@ -408,7 +408,8 @@ def test_multiprocessing_fork_pool_workers_deliver_on_exit(fake, make_handler):
         parent = str(os.getpid())
         assert messages(fake.events(GROUP, parent)) == ["parent buffered"]
         assert fake.streams(GROUP) == sorted({parent} | {str(p) for p in pids})
-        delivered: Dict[str, List[str]] = {s: messages(fake.events(GROUP, s)) for s in fake.streams(GROUP) if s != parent}
+        delivered: Dict[str, List[str]] = {
+            s: messages(fake.events(GROUP, s)) for s in fake.streams(GROUP) if s != parent}
         expected = {}
         for task, pid in enumerate(pids):
             expected.setdefault(str(pid), []).extend(f"task {task} record {i} pid {pid}" for i in range(100))
