@@ -389,7 +389,8 @@ def _child_raw(args, out, logger, formatter, pad, group, stream) -> dict:
     out["peak_rss_mb"] = _peak_rss_mb()
     _read_endpoint(args.endpoint, out)
     out["lost"] = n - out["events_received"]
-    out["bg_cpu_us_per_event"] = out["background_cpu_s"] / out["events_received"] * 1e6 if out["events_received"] else None
+    received = out["events_received"]
+    out["bg_cpu_us_per_event"] = out["background_cpu_s"] / received * 1e6 if received else None
     return out
 
 
@@ -404,7 +405,7 @@ def _free_closed_port() -> int:
     return port
 
 
-def start_endpoint() -> "tuple[subprocess.Popen, str]":
+def start_endpoint() -> "tuple[subprocess.Popen, str]":  # noqa: F821 (imported below: a child must not load it)
     import subprocess
 
     proc = subprocess.Popen([sys.executable, os.path.join(HERE, "endpoint.py"), "--port", "0",
@@ -431,10 +432,11 @@ def run_child(contender: str, workload: str, n: int, endpoint: str, cfg: dict, l
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT, env=env)
     except subprocess.TimeoutExpired as exc:
         log(f"!! {contender}/{workload}: HUNG (killed after {CHILD_TIMEOUT}s)")
-        return {"contender": contender, "workload": workload, "n": n, "error": "hang", "stderr": str(exc.stderr)[-2000:]}
+        return {"contender": contender, "workload": workload, "n": n, "error": "hang",
+                "stderr": str(exc.stderr)[-2000:]}
     if p.stderr.strip():
         log(f"   [{contender}/{workload} stderr] " + p.stderr.strip().replace("\n", "\n   ")[-1500:])
-    lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+    lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
     if p.returncode != 0 or not lines:
         log(f"!! {contender}/{workload}: exit {p.returncode}")
         return {"contender": contender, "workload": workload, "n": n, "error": f"exit {p.returncode}",
@@ -520,7 +522,8 @@ def build_targets(S: dict, runs: list) -> list:
         g("threads8", "floor_emit", "total_s")), 1.15, "same target, 8 threads")
     add("caller time at steady rate: cwlhandler / floor_emit (sum of logger.info wall time)",
         ratio(g("steady", "cwlhandler", "emit_sum_s"), g("steady", "floor_emit", "emit_sum_s")), 1.10,
-        "time spent inside logger.info on the caller's thread", pair=("steady", "emit_sum_s", "cwlhandler", "floor_emit"))
+        "time spent inside logger.info on the caller's thread",
+        pair=("steady", "emit_sum_s", "cwlhandler", "floor_emit"))
     add("caller CPU at steady rate: cwlhandler / floor_emit (thread_time of the paced loop, info)",
         ratio(g("steady", "cwlhandler", "caller_cpu_s"), g("steady", "floor_emit", "caller_cpu_s")), 1.10,
         "includes the pacing loop's own cost, identical for both")
@@ -537,7 +540,8 @@ def build_targets(S: dict, runs: list) -> list:
     growth = None if un.get("peak_rss_mb") is None else un["peak_rss_mb"] - (un.get("rss_before_mb") or 0)
     t.append({"target": "peak RSS growth, endpoint unreachable (MB) <= max_buffer_bytes", "value": growth,
               "limit": bound_mb, "pass": None if growth is None else growth <= bound_mb,
-              "detail": f"peak {fmt(un.get('peak_rss_mb'), '.1f')} MB, before logging {fmt(un.get('rss_before_mb'), '.1f')} MB; "
+              "detail": f"peak {fmt(un.get('peak_rss_mb'), '.1f')} MB, "
+                        f"before logging {fmt(un.get('rss_before_mb'), '.1f')} MB; "
                         f"max_buffer_records={settings.get('max_buffer_records')}"})
     cold = S.get("cold", {}).get("cwlhandler") or {}
     dropped, lost = cold.get("dropped_max"), cold.get("lost_max")
@@ -573,7 +577,8 @@ def print_report(S: dict, targets: list, cfg: dict, log) -> None:
             continue
         n = cfg["steady_rate"] * cfg["steady_seconds"] if w == "steady" else cfg[w]
         log("")
-        log(f"== workload {w}  (N={int(n):,}{', ' + str(cfg['steady_rate']) + ' rec/s for ' + str(cfg['steady_seconds']) + ' s' if w == 'steady' else ''})")
+        pace = f", {cfg['steady_rate']} rec/s for {cfg['steady_seconds']} s" if w == "steady" else ""
+        log(f"== workload {w}  (N={int(n):,}{pace})")
         log("  " + f"{'contender':<13}" + "".join(f"{c[0]:>10}" for c in cols))
         floor_total = (S[w].get("floor_emit") or {}).get("total_s")
         wt_total = (S[w].get("watchtower") or {}).get("total_s")
@@ -650,7 +655,8 @@ def draw_chart(S: dict, targets: list, path_list: list) -> None:
     ax = axes[1][1]
     st = S.get("steady", {})
     names = [c for c in ("floor_emit", "watchtower", "cwlhandler") if c in st]
-    metrics = [("emit_p50_us", 1e-6, "emit p50"), ("emit_p99_us", 1e-6, "emit p99"), ("ack_p99_s", 1.0, "emit->ack p99")]
+    metrics = [("emit_p50_us", 1e-6, "emit p50"), ("emit_p99_us", 1e-6, "emit p99"),
+               ("ack_p99_s", 1.0, "emit->ack p99")]
     width = 0.8 / max(1, len(names))
     for i, c in enumerate(names):
         vals = [((st[c].get(k) or 0) * scale) for k, scale, _ in metrics]
@@ -686,7 +692,8 @@ def parent(args: argparse.Namespace) -> int:
         print(s, flush=True)
         lines.append(s)
 
-    cmdline = " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable)] + [os.path.relpath(sys.argv[0])] + sys.argv[1:])
+    argv = [os.path.basename(sys.executable), os.path.relpath(sys.argv[0])] + sys.argv[1:]
+    cmdline = " ".join(shlex.quote(a) for a in argv)
     log(f"command: {cmdline}")
     versions = {}
     for mod in ("boto3", "botocore", "watchtower", "cwlhandler"):
@@ -718,7 +725,8 @@ def parent(args: argparse.Namespace) -> int:
                     r["rep"] = rep
                     runs.append(r)
                     if "error" not in r:
-                        log(f"   rep {rep} {w:<11} {c:<13} total {r['total_s']:.3f}s  caller {r['caller_wall_s']:.3f}s  "
+                        log(f"   rep {rep} {w:<11} {c:<13} total {r['total_s']:.3f}s  "
+                            f"caller {r['caller_wall_s']:.3f}s  "
                             f"cpu {r['process_cpu_s']:.3f}s  rss {r['peak_rss_mb']:.0f}MB  "
                             f"received {r.get('events_received')}/{r['n']}  puts {r.get('put_calls')}")
     finally:

@@ -14,7 +14,7 @@ from bisect import bisect_right
 from collections import deque
 from itertools import accumulate, islice, repeat
 from operator import add, itemgetter
-from typing import Callable, Deque, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Deque, List, Literal, Optional, Sequence, Tuple, Union
 
 from .planner import EVENT_OVERHEAD
 
@@ -228,7 +228,7 @@ class Buffer:
         return True
 
     # -- consumer side (the flusher) ---------------------------------------------------
-    def take(self, free_slots: Callable[[], int], idle: float) -> Union[None, bool, Tuple[Cut, List[Item]]]:
+    def take(self, free_slots: Callable[[], int], idle: float) -> Union[None, Literal[False], Tuple[Cut, List[Item]]]:
         """Wait until records are due and the sender has room, and take them.
 
         Records are due when a batch's worth is waiting (or half the buffer),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .planner import API_MAX_BATCH_BYTES, API_MAX_BATCH_COUNT, API_MAX_EVENT_BYTES, DAY_MS, MAX_AGE_MS
 
@@ -65,7 +65,7 @@ def as_number(setting: str, value: Any, kind: type, low: float, high: Optional[f
     return number
 
 
-def one_of(setting: str, value: Any, choices: tuple) -> Any:
+def one_of(setting: str, value: Any, choices: Tuple[Any, ...]) -> Any:
     if value not in choices:
         raise ValueError(f"{setting}: must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
@@ -125,7 +125,7 @@ def as_log_group_class(value: Any) -> Optional[str]:
     if name == "DELIVERY":
         raise ValueError("log_group_class: DELIVERY groups only take Lambda logs delivered to S3 or Firehose "
                          "(kept one day, no Logs Insights); use STANDARD or INFREQUENT_ACCESS")
-    return one_of("log_group_class", name, LOG_GROUP_CLASSES)
+    return str(one_of("log_group_class", name, LOG_GROUP_CLASSES))
 
 
 def as_entity(value: Any) -> Optional[Dict[str, Dict[str, str]]]:
@@ -201,8 +201,10 @@ class Settings:
         fix("entity", as_entity(self.entity))
         fix("flush_interval", as_number("flush_interval", self.flush_interval, float, 0.001, 3600))
         fix("max_batch_count", as_number("max_batch_count", self.max_batch_count, int, 1, API_MAX_BATCH_COUNT))
-        fix("max_batch_bytes", as_number("max_batch_bytes", self.max_batch_bytes, int, MIN_EVENT_BYTES, API_MAX_BATCH_BYTES))
-        fix("max_event_bytes", as_number("max_event_bytes", self.max_event_bytes, int, MIN_EVENT_BYTES, API_MAX_EVENT_BYTES))
+        fix("max_batch_bytes",
+            as_number("max_batch_bytes", self.max_batch_bytes, int, MIN_EVENT_BYTES, API_MAX_BATCH_BYTES))
+        fix("max_event_bytes",
+            as_number("max_event_bytes", self.max_event_bytes, int, MIN_EVENT_BYTES, API_MAX_EVENT_BYTES))
         if self.max_event_bytes > self.max_batch_bytes:
             raise ValueError(
                 f"max_event_bytes: must not exceed max_batch_bytes ({self.max_batch_bytes}), got {self.max_event_bytes}"

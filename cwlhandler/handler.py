@@ -146,7 +146,7 @@ class CloudWatchLogsHandler(logging.Handler):
         self.retry_policy = RetryPolicy()
         self._reporter = Reporter(log_group)
         self._pipeline: Optional[Pipeline] = None
-        self._append: Optional[Callable[[Item], None]] = None  # the pipeline's buffer.append (or _ship_now), once started
+        self._append: Optional[Callable[[Item], None]] = None  # pipeline.buffer.append (or _ship_now), once started
         self._start_lock = threading.Lock()
         self._closed = False
         self._count_lock = threading.Lock()  # for the rare counts below (+= is not atomic without the GIL)
@@ -206,7 +206,7 @@ class CloudWatchLogsHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
-    def flush(self, timeout: Optional[float] = None) -> bool:
+    def flush(self, timeout: Optional[float] = None) -> bool:  # type: ignore[override]
         """Wait until every record emitted before the call is acknowledged or dropped.
 
         Waits at most ``timeout`` seconds (default ``shutdown_timeout``) and
@@ -307,7 +307,7 @@ class CloudWatchLogsHandler(logging.Handler):
                 self._pipeline = pipeline
                 self._append = self._ship_now if lifecycle.ships_at_once() else pipeline.buffer.append
                 lifecycle.check_threads_can_run(self._reporter)
-            return self._append
+            return self._append  # type: ignore[return-value]  # set while _pipeline is, unless closed
 
     def _ship_now(self, item: Item) -> None:
         """Append, deliver at once and stop: for uWSGI's master (see ``lifecycle.ships_at_once``).
@@ -395,6 +395,7 @@ def _unformattable(record: logging.LogRecord, exc: Exception) -> str:
     """What to ship when a record cannot be formatted: enough to find the call site."""
     where = f"{record.name} {record.pathname}:{record.lineno}"
     try:
-        return f"[unformattable log record] {where} msg={record.msg!r} args={record.args!r}: {type(exc).__name__}: {exc}"
+        return (f"[unformattable log record] {where} msg={record.msg!r} args={record.args!r}: "
+                f"{type(exc).__name__}: {exc}")
     except Exception:
         return f"[unformattable log record] {where}: {type(exc).__name__}"

@@ -17,7 +17,7 @@ import re
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from .config import as_bool
 from .lifecycle import lambda_request_id
@@ -35,7 +35,7 @@ DEFAULT_FIELDS: Tuple[str, ...] = tuple(f for f in CORE_FIELDS if f != "thread_i
 #: LogRecord attributes that are not ``extra=`` fields.  Computed from a real
 #: record so it follows the running Python; ``taskName`` is 3.12+, ``message``
 #: and ``asctime`` are added by formatters.
-RESERVED_ATTRS: frozenset = frozenset(
+RESERVED_ATTRS: FrozenSet[str] = frozenset(
     logging.LogRecord("", logging.INFO, "", 0, "", None, None).__dict__
 ) | {"message", "asctime", "taskName"}
 
@@ -132,7 +132,7 @@ def _describe(exc: BaseException) -> str:
     return f"{_safe_str(type(exc).__name__)}: {_safe_str(exc)}"
 
 
-def _sanitize(obj: Any, depth: int, seen: set) -> Any:
+def _sanitize(obj: Any, depth: int, seen: Set[int]) -> Any:
     """Rebuild ``obj`` from JSON-safe parts only.
 
     Only used after a fast ``json.dumps`` attempt failed (circular structure,
@@ -298,7 +298,7 @@ class JsonFormatter(logging.Formatter):
         Sets ``record.message`` like ``logging.Formatter.format`` does.
         """
         msg = record.msg
-        structured: Optional[Mapping] = None
+        structured: Optional[Mapping[str, Any]] = None
         format_error: Optional[str] = None
         text: Any = None
         has_text = True
@@ -361,7 +361,7 @@ class JsonFormatter(logging.Formatter):
 
     def _add_trace(self, out: Dict[str, Any]) -> None:
         if "traceId" not in out and "spanId" not in out:
-            ids = _otel_ids()
+            ids: Optional[Tuple[str, Optional[str]]] = _otel_ids()
             if ids is None and self._xray:
                 ids = self._xray_ids()
             if ids is not None:

@@ -25,7 +25,8 @@ _RECORD_VALUE: Dict[str, Callable[[logging.LogRecord, int], object]] = {
     "date": lambda r, ms: ms // 86_400_000,
 }
 _CACHE_LIMIT = 4096
-# Names cached longer than this are forgotten at the next new name (yesterday's ``{date}``, a finished job's ``{thread}``).
+# Names cached longer than this are forgotten at the next new name (yesterday's ``{date}``, a finished
+# job's ``{thread}``).
 _CACHE_AGE_MS = 3_600_000
 
 
@@ -46,7 +47,7 @@ def new_uuid() -> str:
 
 def _day(day_number: object) -> str:
     try:
-        return (datetime.date(1970, 1, 1) + datetime.timedelta(days=int(day_number))).isoformat()  # type: ignore
+        return (datetime.date(1970, 1, 1) + datetime.timedelta(days=int(day_number))).isoformat()  # type: ignore[call-overload, no-any-return]
     except (OverflowError, ValueError):  # a timestamp past year 9999: the planner drops it as too new
         return "invalid-date"
 
@@ -135,7 +136,7 @@ class Router:
         self.static = None if self.fields else self._render(())
 
     def _render(self, values: Tuple[object, ...]) -> Tuple[str, str]:
-        fields = dict(self._process)
+        fields: Dict[str, object] = dict(self._process)
         fields.update(zip(self.fields, values))
         return self.group.render(fields), self.stream.render(fields)
 

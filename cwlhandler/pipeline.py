@@ -18,7 +18,6 @@ from .planner import EVENT_OVERHEAD, Event, add_counts, chains, fit_event, plan_
 from .sender import Batch, ProcessClient, RetryPolicy, Sender, describe, thread_state
 from .stats import Reporter, Stats
 
-
 # How often an idle flusher wakes to report drops that happened meanwhile.
 REPORT_TICK = 5.0
 # After the shutdown deadline, how long a request already on the wire may still be answered.
@@ -111,16 +110,16 @@ class Pipeline:
         oversize = 0
         first = items[0][3]
         if countOf(map(_key, items), first) == len(items) and max(map(_nbytes, items)) <= limit:
-            streams[first] = items  # the common case, without a per-record Python loop
+            streams[first] = items  # type: ignore[assignment]  # the common case, without a per-record Python loop
         else:
             for item in items:
                 events = streams.get(item[3])
                 if events is None:
                     events = streams[item[3]] = []
                 if item[2] <= limit:
-                    events.append(item)  # the planner reads only the first three fields
+                    events.append(item)  # type: ignore[arg-type]  # the planner reads only the first three fields
                 else:
-                    fitted = fit_event(item[:3], settings.oversize, settings.max_event_bytes)  # type: ignore[arg-type]
+                    fitted = fit_event(item[:3], settings.oversize, settings.max_event_bytes)
                     oversize += not fitted
                     events.extend(fitted)
         drops: Dict[str, int] = {"oversize": oversize} if oversize else {}

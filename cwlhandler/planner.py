@@ -186,7 +186,7 @@ def add_counts(total: Dict[str, int], more: Mapping[str, int]) -> None:
         total[key] = total.get(key, 0) + value
 
 
-def request_events(batch: Sequence[Event]) -> List[dict]:
+def request_events(batch: Sequence[Event]) -> List[Dict[str, object]]:
     """The ``logEvents`` parameter of PutLogEvents for a planned batch."""
     return [{"timestamp": e[0], "message": e[1]} for e in batch]
 

@@ -6,6 +6,7 @@ Every batch is settled exactly once: acknowledged, or dropped with a reason.
 """
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import sys
@@ -14,7 +15,6 @@ import time
 from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass
-import itertools
 from operator import itemgetter
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
@@ -23,8 +23,8 @@ from botocore.exceptions import (
     ClientError,
     NoCredentialsError,
     NoRegionError,
-    PartialCredentialsError,
     ParamValidationError,
+    PartialCredentialsError,
     SSLError,
 )
 
@@ -137,7 +137,7 @@ class RetryPolicy:
     slow: float = 60.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.cap, self.base * 2 ** min(attempt, 30)) * random.uniform(0.5, 1.0)
+        return min(self.cap, self.base * 2.0 ** min(attempt, 30)) * random.uniform(0.5, 1.0)
 
 
 class Batch:
@@ -210,7 +210,8 @@ def _may_have_stored(error: Any) -> bool:
 
 def _already_exists(result: Any) -> bool:
     """A create call that a racing creator won: as good as ours."""
-    return isinstance(result, ClientError) and result.response.get("Error", {}).get("Code") == "ResourceAlreadyExistsException"
+    return (isinstance(result, ClientError)
+            and result.response.get("Error", {}).get("Code") == "ResourceAlreadyExistsException")
 
 
 def classify(error: BaseException) -> str:
@@ -270,7 +271,8 @@ def detach(error: BaseException) -> BaseException:
     an outage every attempt left one behind (about 20 MiB of RSS). Only the
     error's type and message are used, so the frames can go at once.
     """
-    todo, seen = [error], set()
+    todo: List[Optional[BaseException]] = [error]
+    seen: Set[int] = set()
     while todo:
         exc = todo.pop()
         if exc is not None and id(exc) not in seen:

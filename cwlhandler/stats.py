@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Callable, Dict, Mapping
+from typing import Any, Callable, Dict, Mapping
 
 from .planner import add_counts
 
@@ -46,9 +46,9 @@ def no_stats() -> Dict[str, object]:
             "buffered": 0, "entity_rejected": 0}
 
 
-def combined(a: Mapping[str, object], b: Mapping[str, object]) -> Dict[str, object]:
+def combined(a: Mapping[str, object], b: Mapping[str, object]) -> Dict[str, Any]:
     """Two pipelines' counters added up (a handler that ships record by record retires one per record)."""
-    result: Dict[str, object] = {k: v + b.get(k, 0) for k, v in a.items() if k != "dropped_by_reason"}  # type: ignore
+    result: Dict[str, object] = {k: v + b.get(k, 0) for k, v in a.items() if k != "dropped_by_reason"}  # type: ignore[operator]
     drops = dict(a["dropped_by_reason"])  # type: ignore[call-overload]
     add_counts(drops, b["dropped_by_reason"])  # type: ignore[arg-type]
     result["dropped_by_reason"] = drops

@@ -11,10 +11,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from cwlhandler import CloudWatchLogsHandler  # noqa: E402
 from helpers import FAST_RETRY  # noqa: E402
 from strict_fake import StrictFake  # noqa: E402
-
-from cwlhandler import CloudWatchLogsHandler  # noqa: E402
 
 # Dummy credentials only: nothing here ever reaches AWS.
 os.environ.update(

@@ -54,7 +54,8 @@ ALREADY_EXISTS = "ResourceAlreadyExistsException"
 @dataclass(frozen=True)
 class Fault:
     """One injected fault. Build with the constructors below."""
-    kind: str               # "error" | "reset" | "delay" | "hang" | "apply_then_error" | "apply_then_hang" | "reject_entity"
+    # "error" | "reset" | "delay" | "hang" | "apply_then_error" | "apply_then_hang" | "reject_entity"
+    kind: str
     code: str = ""
     status: int = 400
     message: str = "Injected fault."

@@ -9,9 +9,9 @@ import time
 from collections import Counter
 
 import pytest
-from helpers import log_at
 
 from cwlhandler.planner import DAY_MS, HOUR_MS
+from helpers import log_at
 
 THREADS = 8
 PER_THREAD = 12_500

@@ -44,7 +44,8 @@ def test_flush_waits_for_records_taken_but_not_settled():
 
 
 def test_records_that_fill_a_request_exactly_go_out_as_one_request():
-    """998-byte messages: 1,024 of them (each 998 + 26 bytes) fill 1 MiB exactly; that request is full, not 'not yet'."""
+    """998-byte messages: 1,024 of them (each 998 + 26 bytes) fill 1 MiB exactly; that request is full,
+    not 'not yet'."""
     buffer = Buffer(max_records=100_000, max_bytes=64 * 2**20, on_full="drop_oldest", batch_count=10_000,
                     batch_bytes=2**20, flush_interval=3600)
     requests = []

@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from typing import List
 
-from hypothesis import settings, strategies as st
+from hypothesis import settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from cwlhandler.buffer import Buffer, Cut
@@ -116,4 +117,5 @@ class BufferStates(RuleBasedStateMachine):
 
 
 TestBufferStates = BufferStates.TestCase
-TestBufferStates.settings = settings(max_examples=300, stateful_step_count=40, deadline=None, derandomize=True, database=None)
+TestBufferStates.settings = settings(max_examples=300, stateful_step_count=40, deadline=None, derandomize=True,
+                                     database=None)

@@ -339,7 +339,8 @@ def test_tail_since_and_limit(moto_url):
         ("1h", by_group, ["half an hour ago", "a minute ago", "ten seconds ago"]),
         ("1d", by_stream, ["three hours ago", "half an hour ago", "a minute ago", "ten seconds ago"]),
     ):
-        result = cli("tail", "--group", group, *extra, *(("--since", since) if since else ()), "--endpoint-url", moto_url)
+        since_args = ("--since", since) if since else ()
+        result = cli("tail", "--group", group, *extra, *since_args, "--endpoint-url", moto_url)
         assert result.returncode == 0, result.stderr
         assert [line.split("  ")[-1] for line in text(result.stdout).splitlines()] == expected, (since, extra)
     result = cli("tail", "--group", group, "--since", "1d", "--limit", "2", "--endpoint-url", moto_url)

@@ -10,9 +10,9 @@ import logging
 import freezegun.config
 import pytest
 from freezegun import freeze_time
-from helpers import log_at
 
 from cwlhandler.planner import HOUR_MS, MAX_AGE_MS
+from helpers import log_at
 
 GROUP = "test-group"
 UTC = datetime.timezone.utc

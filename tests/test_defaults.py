@@ -30,7 +30,8 @@ def readme_defaults() -> Dict[str, str]:
         names = re.findall(r"`(\w+)`", cells[0])
         values = re.findall(r"`([^`]*)`", cells[1]) or [cells[1]]
         for i, name in enumerate(names):
-            rows[name] = values[i] if len(values) == len(names) else values[0]  # else: one default for all, and a remark
+            # one default per name, or one for all (and maybe a remark in code font after it)
+            rows[name] = values[i] if len(values) == len(names) else values[0]
     return rows
 
 
@@ -39,7 +40,7 @@ def as_readme(value: object) -> str:
         return "(required)"
     if isinstance(value, str):
         return f'"{value}"'
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 2**20 and value % 2**20 == 0 and value != 2**20:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 2**20 and value % 2**20 == 0:
         return f"{value // 2**20} MiB"
     return repr(value)
 

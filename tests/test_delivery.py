@@ -6,10 +6,10 @@ import threading
 import time
 
 import pytest
-from helpers import log_at, logs_client, read_events, wait_until
-from strict_fake import Fault, StrictFake
 
 from cwlhandler.planner import DAY_MS, HOUR_MS, truncation_marker
+from helpers import log_at, logs_client, read_events, wait_until
+from strict_fake import Fault, StrictFake
 
 
 def test_moto_round_trip_creates_group_and_stream(moto_url, make_handler, logger):

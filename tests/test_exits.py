@@ -182,7 +182,7 @@ def by_stream(endpoint_url: str, group: str) -> Dict[str, List[str]]:
     return {stream: sorted(messages) for stream, messages in read_group(endpoint_url, group).items()}
 
 
-# -- SIGTERM on a plain python process ----------------------------------------------------------------------------------
+# -- SIGTERM on a plain python process ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "setup, wait",
     [("default", "pause"), ("default", "sleep"), ("default", "loop"),

@@ -14,12 +14,12 @@ import time
 import botocore.loaders
 import botocore.model
 import pytest
-from helpers import logs_client, wait_until
-from strict_fake import Fault, StrictFake
 
 from cwlhandler import CloudWatchLogsHandler
 from cwlhandler.config import Settings, check_api_members
 from cwlhandler.planner import body_tail, request_body
+from helpers import logs_client, wait_until
+from strict_fake import Fault, StrictFake
 
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 TAGS = {"team": "payments", "Équipe": "données 2024", "cost:center": "", "a-b_c.d/e=f+g@h": "x y"}

@@ -410,7 +410,8 @@ def test_multiprocessing_fork_pool_workers_deliver_on_exit(fake, make_handler):
         parent = str(os.getpid())
         assert messages(fake.events(GROUP, parent)) == ["parent buffered"]
         assert fake.streams(GROUP) == sorted({parent} | {str(p) for p in pids})
-        delivered: Dict[str, List[str]] = {s: messages(fake.events(GROUP, s)) for s in fake.streams(GROUP) if s != parent}
+        delivered: Dict[str, List[str]] = {
+            s: messages(fake.events(GROUP, s)) for s in fake.streams(GROUP) if s != parent}
         expected = {}
         for task, pid in enumerate(pids):
             expected.setdefault(str(pid), []).extend(f"task {task} record {i} pid {pid}" for i in range(100))
@@ -557,7 +558,8 @@ def test_a_handler_made_while_dictconfig_closes_ours_is_not_forgotten(fake, rest
     gate.set()
     reconfigure.join(10)
     maker.join(10)
-    assert theirs and any(ref() is theirs[0] for ref in logging._handlerList), "dictConfig forgot another thread's handler"
+    registered = [ref() for ref in logging._handlerList]  # type: ignore[attr-defined]
+    assert theirs and theirs[0] in registered, "dictConfig forgot another thread's handler"
     assert cwlhandler.flush_all(timeout=10)
     assert [m for _, m in fake.events(GROUP, "forgotten")] == ["held"]
 

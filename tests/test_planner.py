@@ -211,7 +211,7 @@ def run_plan(events, now=NOW, *, max_count=API_MAX_BATCH_COUNT, max_bytes=API_MA
             # Ended before a run of equal timestamps: the whole run (which may go on into the batches
             # after) would not have fitted.
             later = [e for b in batches[k + 1:] for e in b]
-            run = list(itertools.takewhile(lambda e: e[0] == following[0][0], later))
+            run = list(itertools.takewhile(lambda e: e[0] == following[0][0], later))  # noqa: B023 (used at once)
         assert (len(batch) + len(run) > max_count
                 or cost(batch) + cost(run) > max_bytes
                 or run[0][0] - batch[0][0] >= DAY_MS)

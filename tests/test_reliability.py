@@ -43,13 +43,13 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import boto3
 import botocore.config
 import pytest
-from faults import FaultProxy
-from helpers import FAST_RETRY, free_port, log_at, logs_client, needs_fork, subprocess_env, wait_until
-from strict_fake import Fault, StrictFake
 
 from cwlhandler import CloudWatchLogsHandler
 from cwlhandler.planner import DAY_MS, EMPTY_MESSAGE, HOUR_MS
 from cwlhandler.sender import RetryPolicy
+from faults import FaultProxy
+from helpers import FAST_RETRY, free_port, log_at, logs_client, needs_fork, subprocess_env, wait_until
+from strict_fake import Fault, StrictFake
 
 GROUP, STREAM = "test-group", "test-stream"
 LIMIT = 1_048_576 - 26  # the largest message (UTF-8 bytes) the service takes

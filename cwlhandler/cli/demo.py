@@ -21,7 +21,6 @@ from ..planner import EVENT_OVERHEAD
 from .aws import ensure_destination, iso_utc, make_client, make_session, read_stream, template_literal
 from .parser import EXIT_FAILURE, EXIT_OK, CliError
 
-
 PATHS = [
     ("GET", "/"), ("GET", "/api/products"), ("GET", "/api/products/{id}"), ("GET", "/api/search"),
     ("POST", "/api/cart"), ("GET", "/api/cart"), ("POST", "/api/checkout"), ("GET", "/api/orders/{id}"),

@@ -6,6 +6,7 @@ what was read is delivered within ``--shutdown-timeout``.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -109,7 +110,7 @@ class _Restore:
 
     def __init__(self) -> None:
         self.wake_fd: Optional[int] = None
-        self.actions: List[Callable[[], None]] = []
+        self.actions: List[Callable[[], object]] = []
 
     def __call__(self) -> None:
         while self.actions:
@@ -155,7 +156,7 @@ def _install_ship_signals(state: _ShipState, handler: Any) -> _Restore:
         if signum is None:
             continue
         previous = signal.signal(signum, on_signal)
-        restore.actions.append(lambda s=signum, p=previous: signal.signal(s, p))
+        restore.actions.append(functools.partial(signal.signal, signum, previous))
     if os.name == "posix":
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         restore()
 
 
-def _install_tail_signals() -> Callable[[], None]:
+def _install_tail_signals() -> Callable[[], object]:
     """SIGTERM stops like Ctrl-C (KeyboardInterrupt)."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
         return lambda: None
