@@ -40,6 +40,7 @@ class _ThreadState(threading.local):
 
     shipping = False
     body: Optional[bytes] = None  # a PutLogEvents body encoded by this worker, for the hook
+    log_format: Optional[str] = None  # the x-amzn-logs-format of the batch this worker sends, for the hook
 
 
 thread_state = _ThreadState()
@@ -51,6 +52,17 @@ def _send_prepared_body(params: Dict[str, Any], **_: Any) -> None:
     if body is not None:
         params["body"] = body
         thread_state.body = None
+
+
+def _add_log_format(request: Any, **_: Any) -> None:
+    """botocore ``before-sign`` hook: the ``x-amzn-logs-format`` header (signed) on a batch that asks for it.
+
+    Keyed on the worker's thread-local state, so calls of a user's client made by anyone
+    else, and our plain-log batches, never get it.  botocore's model has no member for it.
+    """
+    log_format = thread_state.log_format
+    if log_format is not None:
+        request.headers["x-amzn-logs-format"] = log_format
 
 
 OK, RETRY, OPERATOR, MISSING, INVALID, ERROR = "ok", "retry", "operator", "missing", "invalid", "error"
@@ -81,10 +93,11 @@ class RetryPolicy:
 
 
 class Batch:
-    __slots__ = ("group", "stream", "events", "cut", "settled")
+    __slots__ = ("group", "stream", "log_format", "events", "cut", "settled")
 
-    def __init__(self, key: Tuple[str, str], events: List[Event], cut: Any) -> None:
-        self.group, self.stream = key
+    def __init__(self, key: Tuple[str, ...], events: List[Event], cut: Any) -> None:
+        self.group, self.stream = key[0], key[1]
+        self.log_format = key[2] if len(key) > 2 else None  # "json/emf" for metric documents
         self.events = events
         self.cut = cut
         self.settled = False
@@ -270,8 +283,13 @@ class ProcessClient:
         with self._lock:
             if self._client is None:
                 client = self._factory()
+                meta = getattr(client, "meta", None)  # None: a user's stand-in for a botocore client
+                if meta is not None:  # on a user's client too: the hook only acts for our workers
+                    service = meta.service_model.service_id.hyphenize()
+                    meta.events.register(
+                        f"before-sign.{service}.PutLogEvents", _add_log_format, unique_id="cwlhandler-log-format"
+                    )
                 if self._own:
-                    service = client.meta.service_model.service_id.hyphenize()
                     client.meta.events.register(
                         f"before-call.{service}.PutLogEvents", _send_prepared_body, unique_id="cwlhandler-body"
                     )
@@ -565,7 +583,15 @@ class Sender:
                 return classify(exc), detach(exc)
 
     def _put(self, batch: Batch, events: List[Event]) -> Tuple[str, Any]:
-        """One PutLogEvents call; the body is encoded here, not by botocore, when we can."""
+        """One PutLogEvents call, with the batch's log format header, if any."""
+        thread_state.log_format = batch.log_format
+        try:
+            return self._put_events(batch, events)
+        finally:
+            thread_state.log_format = None
+
+    def _put_events(self, batch: Batch, events: List[Event]) -> Tuple[str, Any]:
+        """The body is encoded here, not by botocore, when we can."""
         if self._clients.prepared_body:
             thread_state.body = request_body(batch.group, batch.stream, events)
             kind, result = self._call(
