@@ -19,7 +19,7 @@ import json
 import math
 import re
 from collections import deque
-from typing import Any, Deque, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .planner import EVENT_OVERHEAD
 
@@ -37,12 +37,13 @@ UNITS = frozenset({
 })
 _NAMESPACE = re.compile(r"[A-Za-z0-9._#:/\-]+\Z")
 _MAX_FLOAT = 1.7976931348623157e308
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # ASCII only
+_encode: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # ASCII only
 # Room a document needs for one metric with a one-character name and a one-digit value, whatever its unit.
 _SMALL_METRIC = len('{"Name":"m","Unit":"Kilobytes/Second","StorageResolution":1},"m":0')
 _TIMESTAMP_DIGITS = 13
 
 Entry = Tuple[str, str, int]  # (metric name, unit, storage resolution): what one value list is kept under
+Pairs = Tuple[Tuple[str, str], ...]  # dimensions (name, value), or properties (key, encoded member), by name
 
 
 def check_namespace(namespace: Any) -> str:
@@ -66,13 +67,13 @@ def _text(what: str, value: Any, limit: int, ascii_only: bool) -> str:
 
 
 def check_metric_name(name: Any) -> str:
-    _text("metric name", name, MAX_NAME, ascii_only=False)
-    if name == "_aws":
+    text = _text("metric name", name, MAX_NAME, ascii_only=False)
+    if text == "_aws":
         raise ValueError("metric name: '_aws' is the document's metadata member")
-    return name
+    return text
 
 
-def check_dimensions(dimensions: Optional[Mapping[str, str]]) -> Tuple[Tuple[str, str], ...]:
+def check_dimensions(dimensions: Optional[Mapping[str, str]]) -> Pairs:
     """Validated ``(name, value)`` pairs, sorted by name (the order does not change a metric's identity)."""
     if dimensions is None:
         return ()
@@ -119,7 +120,7 @@ def check_resolution(resolution: Any) -> int:
     return resolution
 
 
-def merge_dimensions(base: Tuple[Tuple[str, str], ...], extra: Optional[Mapping[str, str]]) -> Tuple[Tuple[str, str], ...]:
+def merge_dimensions(base: Pairs, extra: Optional[Mapping[str, str]]) -> Pairs:
     """``base`` with ``extra`` added (``extra`` wins), validated and sorted."""
     check_dimensions(extra)
     return check_dimensions({**dict(base), **(extra or {})})
@@ -145,7 +146,7 @@ class DocKey:
 
     __slots__ = ("namespace", "dimensions", "properties", "reserved", "directive", "members")
 
-    def __init__(self, namespace: str, dimensions: Tuple[Tuple[str, str], ...], properties: Tuple[Tuple[str, str], ...],
+    def __init__(self, namespace: str, dimensions: Pairs, properties: Pairs,
                  max_event_bytes: int) -> None:
         clash = {name for name, _ in dimensions} & {key for key, _ in properties}
         if clash:
@@ -220,7 +221,11 @@ def documents(key: DocKey, timestamp_ms: int, entries: Mapping[Entry, Sequence[A
     docs: List[str] = []
     dropped = 0
     while queue:
-        size, definitions, members, names, later = base, [], [], set(), []
+        size = base
+        definitions: List[str] = []
+        members: List[str] = []
+        names: Set[str] = set()
+        later: List[_Pending] = []
         while queue and len(definitions) < MAX_METRICS:
             pending = queue.popleft()
             if pending.name in names:

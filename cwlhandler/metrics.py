@@ -22,12 +22,23 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
 from .buffer import Item
 from .emfdoc import (
-    UNITS, DocKey, Entry, check_dimensions, check_metric_name, check_namespace, check_resolution, check_unit,
-    check_value, documents, merge_dimensions, property_member,
+    UNITS,
+    DocKey,
+    Entry,
+    Pairs,
+    check_dimensions,
+    check_metric_name,
+    check_namespace,
+    check_resolution,
+    check_unit,
+    check_value,
+    documents,
+    merge_dimensions,
+    property_member,
 )
 from .naming import NameTemplate, Router
 from .stats import Reporter
@@ -61,13 +72,13 @@ class Aggregator:
     """
 
     def __init__(self, max_values: int, max_event_bytes: int, on_first: Callable[[], None],
-                 on_fork: Callable[[], None]) -> None:
+                 on_fork: Callable[[], object]) -> None:
         self.max_values = max_values
         self.max_event_bytes = max_event_bytes
         self._on_first = on_first
         self._on_fork = on_fork
         self._keys: Dict[Tuple[Any, ...], DocKey] = {}
-        self.names: set = set()  # metric names already found valid
+        self.names: Set[str] = set()  # metric names already found valid
         self.reset()
 
     def reset(self) -> None:
@@ -81,8 +92,8 @@ class Aggregator:
         self.dropped: Dict[str, int] = {}
         self._pid = _getpid()
 
-    def key(self, namespace: str, dimensions: Tuple[Tuple[str, str], ...],
-            properties: Tuple[Tuple[str, str], ...]) -> DocKey:
+    def key(self, namespace: str, dimensions: Pairs,
+            properties: Pairs) -> DocKey:
         """The interned key: puts through any Metrics with the same set share documents."""
         ident = (namespace, dimensions, properties)
         key = self._keys.get(ident)
@@ -166,8 +177,8 @@ class Metrics:
 
     __slots__ = ("_aggregator", "namespace", "_dimensions", "_properties", "_key", "_by_dimensions")
 
-    def __init__(self, aggregator: Aggregator, namespace: str, dimensions: Tuple[Tuple[str, str], ...] = (),
-                 properties: Tuple[Tuple[str, str], ...] = ()) -> None:
+    def __init__(self, aggregator: Aggregator, namespace: str, dimensions: Pairs = (),
+                 properties: Pairs = ()) -> None:
         self._aggregator = aggregator
         self.namespace = namespace
         self._dimensions = dimensions
@@ -273,7 +284,7 @@ class MetricsShipper:
 
     def __init__(self, group: NameTemplate, stream: NameTemplate, handler_uuid: str, flush_interval: float,
                  max_event_bytes: int, reporter: Reporter, on_first: Callable[[], None],
-                 on_fork: Callable[[], None]) -> None:
+                 on_fork: Callable[[], object]) -> None:
         if set(group.record_fields) - {"date"}:
             raise ValueError(f"log_group: metrics have no record, so the group of their documents may use only "
                              f"{{date}} and the process placeholders, got {group.template!r}")

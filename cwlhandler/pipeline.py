@@ -124,7 +124,7 @@ class Pipeline:
         """Apply the oversize policy, group by stream, plan: the batches, in chains, and the drops by reason."""
         settings = self.settings
         limit = settings.max_event_bytes - EVENT_OVERHEAD
-        streams: Dict[Tuple[str, str], List[Event]] = {}
+        streams: Dict[Tuple[str, ...], List[Event]] = {}
         oversize = 0
         first = items[0][3]
         if countOf(map(_key, items), first) == len(items) and max(map(_nbytes, items)) <= limit:

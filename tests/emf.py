@@ -65,7 +65,7 @@ def _number(value: Any) -> bool:
 def validate(message: str, max_event_bytes: int = MAX_EVENT_BYTES) -> Dict[str, Any]:
     """The parsed document; raises InvalidDocument naming the first rule ``message`` breaks."""
     size = len(message.encode("utf-8")) + EVENT_OVERHEAD
-    _check(size <= min(max_event_bytes, MAX_EVENT_BYTES), f"event of {size} bytes is over the limit ({max_event_bytes})")
+    _check(size <= min(max_event_bytes, MAX_EVENT_BYTES), f"an event of {size} bytes: over {max_event_bytes}")
     try:
         root = json.loads(message, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except ValueError as exc:  # also: text before or after the object ("Extra data")
@@ -107,7 +107,8 @@ def validate(message: str, max_event_bytes: int = MAX_EVENT_BYTES) -> Dict[str, 
                 _check(definition["Unit"] in UNITS, f"unit {definition['Unit']!r} of {name!r} is not a CloudWatch unit")
             if "StorageResolution" in definition:
                 resolution = definition["StorageResolution"]
-                _check(type(resolution) is int and resolution in (1, 60), f"StorageResolution of {name!r}: {resolution!r}")
+                _check(type(resolution) is int and resolution in (1, 60),
+                       f"StorageResolution of {name!r}: {resolution!r}")
             value = root.get(name)
             if isinstance(value, list):
                 _check(1 <= len(value) <= 100, f"metric {name!r} has {len(value)} values (1-100 allowed)")

@@ -11,16 +11,17 @@ import re
 import threading
 from typing import Any, Dict, List, Tuple
 
-import pytest
-from hypothesis import given, settings, strategies as st
-
-import cwlhandler.metrics
 import emf
+import pytest
 from conftest import logs_client, read_events
-from cwlhandler.buffer import Buffer
-from cwlhandler.emfdoc import DocKey, check_dimensions, documents, property_member
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from realprog import wait_until
 from test_lifecycle import assert_clean_exit, fork_running, needs_fork, run_script, wait_child
+
+import cwlhandler.metrics
+from cwlhandler.buffer import Buffer
+from cwlhandler.emfdoc import DocKey, check_dimensions, documents, property_member
 
 GROUP = "test-group"
 STREAM = "metrics-test"
@@ -67,7 +68,8 @@ def mixed_puts() -> List[Put]:
     puts += [("Shop", {"Service": "api"}, "Latency", 1.5, "Seconds", 60),  # same name, another unit
              ("Shop", {"Service": "api", "Operation": "pay"}, "Latency", 3, "Milliseconds", 1),
              ("Shop", {}, "Orders", 1, "None", 60), ("Other/NS", {"Region": "eu"}, "Bytes", 1e300, "Bytes", 60),
-             ("Shop", {"Service": "api"}, "Tiny", 5e-324, "None", 60), ("Shop", {"Service": "api"}, "Neg", -0.0, "None", 60)]
+             ("Shop", {"Service": "api"}, "Tiny", 5e-324, "None", 60),
+             ("Shop", {"Service": "api"}, "Neg", -0.0, "None", 60)]
     return puts
 
 
@@ -381,7 +383,8 @@ def test_a_child_forked_without_pythons_hooks_starts_with_an_empty_aggregate(fak
 
 # -- the pieces ----------------------------------------------------------------------------------------------------
 NAMES = st.sampled_from(["Latency", "Errors", "x", "Zeit µs", "n" * 60])
-VALUES = st.one_of(st.integers(0, 9), st.integers(-10 ** 18, 10 ** 18), st.floats(allow_nan=False, allow_infinity=False))
+VALUES = st.one_of(st.integers(0, 9), st.integers(-10 ** 18, 10 ** 18),
+                   st.floats(allow_nan=False, allow_infinity=False))
 # Short lists, and long ones that reach the 100-value and size limits.
 LISTS = st.one_of(st.lists(VALUES, min_size=1, max_size=5), st.lists(VALUES, min_size=95, max_size=260))
 ENTRIES = st.lists(st.tuples(NAMES, st.sampled_from(["None", "Count", "Bytes/Second"]), st.sampled_from([60, 1]),
