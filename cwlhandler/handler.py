@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
 from . import lifecycle
@@ -258,10 +258,10 @@ class CloudWatchLogsHandler(logging.Handler):
     def _ship_metrics(self) -> None:
         """Hand the metric values put so far to the buffer now, not at the end of their interval."""
         self._current_pipeline()  # in a forked child, take over first: the parent's values are not ours
-        shipper = self._metrics
-        items = shipper.drain() if shipper is not None else []
-        if not items:
-            return
+        if self._metrics is not None:
+            self._metrics.ship(self._append_documents)
+
+    def _append_documents(self, items: List[Item]) -> None:
         append = self._append or self._start()
         pipeline = self._pipeline
         if pipeline is not None and append == pipeline.buffer.append:

@@ -289,6 +289,7 @@ class MetricsShipper:
             raise ValueError(f"log_group: metrics have no record, so the group of their documents may use only "
                              f"{{date}} and the process placeholders, got {group.template!r}")
         self._router = Router(group, stream, handler_uuid)
+        self._shipping = threading.Lock()  # held from a drain until its documents are in the buffer
         self._interval = flush_interval
         self._max_event_bytes = max_event_bytes
         self.reporter = reporter
@@ -297,16 +298,25 @@ class MetricsShipper:
     def metrics(self, namespace: str, dimensions: Optional[Mapping[str, str]]) -> Metrics:
         return Metrics(self.aggregator, check_namespace(namespace), check_dimensions(dimensions))
 
-    def tick(self) -> Tuple[List[Item], float]:
-        """The flusher's hook: the documents due (the interval's first value waited ``flush_interval``),
-        and how long until the next are due (infinity while the aggregate is empty: its first value pokes)."""
+    def tick(self, append: Callable[[List[Item]], None]) -> float:
+        """The flusher's hook: ship once the interval's first value waited ``flush_interval``; seconds until
+        it should be called again (infinity while the aggregate is empty: its first value pokes the flusher)."""
         first_at = self.aggregator.first_at
         if first_at is None:
-            return [], math.inf
+            return math.inf
         wait = first_at + self._interval - time.monotonic()
         if wait > 0:
-            return [], wait
-        return self.drain(), math.inf
+            return wait
+        self.ship(append)
+        return math.inf
+
+    def ship(self, append: Callable[[List[Item]], None]) -> None:
+        """Drain, and hand the documents to ``append``, as one step: a ``flush()`` that finds the aggregate
+        empty while the flusher ships it must not return before those documents are in the buffer."""
+        with self._shipping:
+            items = self.drain()
+            if items:
+                append(items)
 
     def drain(self) -> List[Item]:
         """Every value put so far, as buffer items of EMF documents."""
@@ -335,5 +345,6 @@ class MetricsShipper:
     def reset(self, handler_uuid: str, reporter: Reporter) -> None:
         """In a forked child: nothing of the parent's aggregate, the child's own ``{pid}`` and ``{uuid}``."""
         self.aggregator.reset()
+        self._shipping = threading.Lock()  # the flusher of the parent may have held it at the fork
         self._router.reset(handler_uuid)
         self.reporter = reporter

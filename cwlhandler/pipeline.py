@@ -64,9 +64,10 @@ class Pipeline:
             on_settled=lambda batch: self.buffer.settle(batch.cut),
         )
         self._flusher = threading.Thread(target=self._run, name="cwlhandler-flusher", daemon=True)
-        # Called by the flusher once per cycle when set (the handler's metrics: MetricsShipper.tick): the
-        # items now due, and the seconds until it wants to be called again; poke() calls it at once.
-        self.tick: Optional[Callable[[], Tuple[List[Item], float]]] = None
+        # Called by the flusher once per cycle when set (the handler's metrics: MetricsShipper.tick) with
+        # Buffer.append_due for the items it finds due; returns the seconds until it wants to be called
+        # again.  poke() has it called at once.
+        self.tick: Optional[Callable[[Callable[[List[Item]], None]], float]] = None
 
     def start(self) -> None:
         """Start the threads; if one cannot start, the ones that did end at once, and the error is raised."""
@@ -89,17 +90,15 @@ class Pipeline:
             self.reporter.drops(self.stats_snapshot()["dropped_by_reason"])  # type: ignore[arg-type]
 
     def _run_tick(self) -> float:
-        """Append what ``tick`` says is due; how long the flusher may wait for records before the next call."""
+        """Run ``tick``; how long the flusher may wait for records before the next call."""
         tick = self.tick
         if tick is None:
             return REPORT_TICK
         try:
-            items, wait = tick()
+            wait = tick(self.buffer.append_due)
         except Exception as exc:  # a bug must not end the flusher
             self.reporter.problem("bug", f"unexpected error in the flusher's tick: {describe(exc)}")
             return REPORT_TICK
-        if items:
-            self.buffer.append_due(items)
         return min(REPORT_TICK, wait)
 
     def poke(self) -> None:

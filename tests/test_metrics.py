@@ -306,6 +306,46 @@ def test_close_ships_what_was_put_and_counts_what_comes_after(fake, make_handler
     assert handler.stats()["dropped_by_reason"] == {"closed": 1}
 
 
+def test_a_flush_while_the_flusher_drains_waits_for_its_documents(fake, make_handler, monkeypatch):
+    """Forced interleaving: the flusher took the interval's values and makes their documents when flush()
+    finds the aggregate empty; flush() must not return before those documents are in the buffer."""
+    handler = make_handler(fake.endpoint_url, metrics_stream=STREAM, flush_interval=0.05)
+    metrics = handler.metrics("Shop")
+    draining, release, flush_waits = threading.Event(), threading.Event(), threading.Event()
+    real_documents = cwlhandler.metrics.documents
+
+    def slow_on_the_flusher(*args: Any) -> Any:
+        if threading.current_thread().name == "cwlhandler-flusher":
+            draining.set()
+            release.wait(10)
+        return real_documents(*args)
+
+    class WatchedLock:
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+
+        def __enter__(self) -> None:
+            if threading.current_thread().name != "cwlhandler-flusher":
+                flush_waits.set()
+            self._lock.acquire()
+
+        def __exit__(self, *_: Any) -> None:
+            self._lock.release()
+
+    monkeypatch.setattr(cwlhandler.metrics, "documents", slow_on_the_flusher)
+    handler._metrics._shipping = WatchedLock()
+    metrics.put_metric("Orders", 1)
+    assert draining.wait(10)
+    flushed: Dict[str, Any] = {}
+    flusher = threading.Thread(target=lambda: flushed.update(ok=handler.flush(timeout=10), stored=docs_in(fake)))
+    flusher.start()
+    assert wait_until(lambda: flush_waits.is_set() or not flusher.is_alive(), timeout=10)
+    release.set()  # only once flush() waits for the drain, or has returned without waiting
+    flusher.join(10)
+    assert flushed["ok"]
+    assert_exact(flushed["stored"], [("Shop", {}, "Orders", 1, "None", 60)])  # stored when flush() returned
+
+
 def test_threads_put_concurrently_and_nothing_is_lost(fake, make_handler):
     handler = make_handler(fake.endpoint_url, metrics_stream=STREAM, flush_interval=0.01)
     metrics = handler.metrics("Shop")
