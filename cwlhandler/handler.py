@@ -242,6 +242,8 @@ class CloudWatchLogsHandler(logging.Handler):
                     self.settings.max_event_bytes, self._reporter, self._metrics_waiting, self._current_pipeline)
                 if self._pipeline is not None:
                     self._pipeline.tick = self._metrics.tick
+                if self._closed:  # its values are dropped and counted, as records are
+                    self._metrics.aggregator.close()
             shipper = self._metrics
         return shipper.metrics(namespace, dimensions)
 

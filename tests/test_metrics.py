@@ -304,6 +304,11 @@ def test_close_ships_what_was_put_and_counts_what_comes_after(fake, make_handler
     metrics.put_metric("Orders", 5)
     assert_exact(docs_in(fake), [("Shop", {}, "Orders", 4, "None", 60)])
     assert handler.stats()["dropped_by_reason"] == {"closed": 1}
+    late = make_handler(fake.endpoint_url, log_group="late", metrics_stream=STREAM)
+    late.close()
+    for value in (6, 7, 8):  # through metrics() made after close(): each value counted, like a record
+        late.metrics("Shop").put_metric("Orders", value)
+    assert late.flush(timeout=10) and late.stats()["dropped_by_reason"] == {"closed": 3}
 
 
 def test_a_flush_while_the_flusher_drains_waits_for_its_documents(fake, make_handler, monkeypatch):
