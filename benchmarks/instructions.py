@@ -3,6 +3,7 @@
 
     python benchmarks/instructions.py              # 40,000 small records per contender
     python benchmarks/instructions.py --n 20000 --contenders floor_emit,cwlhandler
+    python benchmarks/instructions.py --n 20000 --contenders cwlhandler,metrics   # put_metric beside logger.info
 
 Wall-clock ratios on a shared machine swing by tens of percent between
 repetitions; instruction counts do not.  Each contender runs the ``small``
@@ -11,6 +12,9 @@ workload of run.py in its own child (the same ``run.py --one`` code) under
 once with none; the difference divided by N is the cost of one record, split
 into the application's thread and the others (shipping threads), and the
 SHA-256 of SigV4 payload signing (libcrypto), which runs without the GIL.
+
+``metrics`` (opt-in) is ``metrics.put_metric`` instead of ``logger.info``: metrics.py's child, N puts
+of one metric into one handler, then ``close()``; its ratio is over cwlhandler's ``logger.info``.
 
 Callgrind runs threads one at a time and counts instructions, not cycles:
 it shows how much work each contender does, not how the work overlaps, and it
@@ -34,7 +38,7 @@ sys.path.insert(0, HERE)
 
 import run  # noqa: E402  (the benchmark's own children, endpoint and workload)
 
-CONTENDERS = ["floor_emit", "raw_botocore", "watchtower", "cwlhandler"]
+CONTENDERS = ["floor_emit", "raw_botocore", "watchtower", "cwlhandler", "metrics"]
 # Slowed down by valgrind, watchtower delivered 36,232 of 40,000 records before its
 # close() returned, so its counts are not per delivered record: opt-in only.
 DEFAULT_CONTENDERS = ["floor_emit", "raw_botocore", "cwlhandler"]
@@ -58,9 +62,13 @@ def thread_costs(path: str) -> Tuple[int, int]:
 def measure(contender: str, n: int, endpoint: str, workdir: str) -> Dict[str, int]:
     """Instruction totals of one child run: main thread, other threads, libcrypto (any thread)."""
     out = os.path.join(workdir, f"{contender}.{n}")
+    if contender == "metrics":  # metrics.py's child: N put_metric calls
+        child = [os.path.join(HERE, "metrics.py"), "--one", "--n", str(n), "--endpoint", endpoint]
+    else:
+        child = [os.path.join(HERE, "run.py"), "--one", contender, "--workload", "small", "--n", str(n),
+                 "--endpoint", endpoint]
     cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}",
-           sys.executable, os.path.join(HERE, "run.py"), "--one", contender, "--workload", "small",
-           "--n", str(n), "--endpoint", endpoint]
+           sys.executable] + child
     env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true", PYTHONHASHSEED="0")
     env.pop("AWS_PROFILE", None)
@@ -68,7 +76,8 @@ def measure(contender: str, n: int, endpoint: str, workdir: str) -> Dict[str, in
     lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
     if p.returncode != 0 or not lines:
         raise SystemExit(f"{contender} (n={n}) failed: exit {p.returncode}\n{p.stderr[-2000:]}")
-    received = json.loads(lines[-1]).get("events_received")
+    report = json.loads(lines[-1])
+    received = report.get("events_received", report.get("values_delivered"))
     if received != n:
         raise SystemExit(f"{contender} (n={n}): {received} of {n} events received")
     result = {"main": 0, "other": 0, "crypto": 0}
@@ -111,9 +120,11 @@ def main() -> int:
     for c, r in rows.items():
         print(f"  {c:<14}{r['main']:>12,.0f}{r['other']:>10,.0f}{r['main'] + r['other']:>10,.0f}{r['crypto']:>17,.0f}")
     floor, cwl, raw = rows.get("floor_emit"), rows.get("cwlhandler"), rows.get("raw_botocore")
+    metrics, wt = rows.get("metrics"), rows.get("watchtower")
+    ratios = []
     if floor and cwl:
         everything = cwl["main"] + cwl["other"]
-        ratios = [
+        ratios += [
             ("app thread, cwlhandler / floor_emit", cwl["main"] / floor["main"]),
             ("all threads, cwlhandler / floor_emit", everything / floor["main"]),
             ("all threads but SHA-256 (run without the GIL), cwlhandler / floor_emit",
@@ -122,9 +133,15 @@ def main() -> int:
         if raw:  # raw_botocore formats as the floor does, then ships
             ratios.append(("shipping work per record, cwlhandler / raw_botocore",
                            (everything - floor["main"]) / (raw["main"] + raw["other"] - floor["main"])))
-        wt = rows.get("watchtower")
         if wt:
             ratios.append(("all threads, watchtower / floor_emit", (wt["main"] + wt["other"]) / floor["main"]))
+    if metrics and cwl:
+        ratios += [
+            ("app thread, put_metric / cwlhandler's logger.info", metrics["main"] / cwl["main"]),
+            ("all threads, put_metric / cwlhandler's logger.info",
+             (metrics["main"] + metrics["other"]) / (cwl["main"] + cwl["other"])),
+        ]
+    if ratios:
         print("\n  ratios (deterministic):")
         for label, value in ratios:
             print(f"  {label + ':':<76}{value:.3f}")

@@ -18,8 +18,9 @@ from typing import Callable, Deque, List, Literal, Optional, Sequence, Tuple, Un
 
 from .planner import EVENT_OVERHEAD
 
-# (timestamp_ms, message, nbytes, (group, stream))
-Item = Tuple[int, str, int, Tuple[str, str]]
+# (timestamp_ms, message, nbytes, (group, stream)); a metrics document's key adds its log format:
+# (group, stream, "json/emf"), so it is never batched with log lines (see metrics.py).
+Item = Tuple[int, str, int, Tuple[str, ...]]
 _nbytes = itemgetter(2)
 
 
@@ -132,6 +133,7 @@ class Buffer:
         self._cuts: Deque[Cut] = deque()
         self._woken = False
         self._idle = False  # the flusher waits with nothing buffered, until its report tick
+        self._poked = False  # take() returns at once, so the flusher runs its per-cycle hook (see poke)
         self.refused = 0  # records append() dropped instead of buffering
         self.removed = 0  # position of the first record still in the buffer
         self.settled = 0  # every position below this is acknowledged or dropped
@@ -199,12 +201,38 @@ class Buffer:
         with self._lock:
             return self._end() + self.refused
 
-    def _admit(self, size: int) -> bool:
+    def append_due(self, items: List[Item]) -> None:
+        """Append items that already waited their ``flush_interval`` elsewhere (metric documents): due at once.
+
+        Never waits for room, even under ``on_full="block"``: the flusher calls it, and only
+        the flusher makes room.  Items that do not fit then count as ``buffer_full``.
+        """
+        with self._lock:
+            for item in items:
+                size = item[2] + EVENT_OVERHEAD
+                if (self.closing or self._full(size)) and not self._admit(size, wait=False):
+                    self.refused += 1
+                    continue
+                self._items.append(item)
+                self._room_records -= 1
+                self._room_bytes -= size
+            if self._items:
+                due = time.monotonic() - self._interval
+                self._first_at = due if self._first_at is None else min(self._first_at, due)
+                self.changed.notify_all()
+
+    def poke(self) -> None:
+        """Make the flusher's ``take`` return now (False), so it runs its per-cycle hook at once."""
+        with self._lock:
+            self._poked = True
+            self.changed.notify_all()
+
+    def _admit(self, size: int, wait: bool = True) -> bool:
         """Closing, or full: apply the ``on_full`` policy. False means the new record is dropped (and counted)."""
         if self.closing:
             self.dropped_shutdown += 1
             return False
-        if size > self._max_bytes or self._on_full == "drop_newest":
+        if size > self._max_bytes or self._on_full == "drop_newest" or (self._on_full == "block" and not wait):
             self.dropped_full += 1
             return False
         if self._on_full == "block":
@@ -235,11 +263,14 @@ class Buffer:
         the oldest has waited ``flush_interval``, a flush was asked for, or the
         handler is closing.
         Returns None once closed and empty, False after ``idle`` seconds of
-        nothing to take (so the caller can do periodic work).
+        nothing to take, or when poked (so the caller can do periodic work).
         """
         give_up = time.monotonic() + idle
         with self._lock:
             while True:
+                if self._poked:
+                    self._poked = False
+                    return False
                 timeout: Optional[float] = None
                 if self._items:
                     count, nbytes = len(self._items), self._buffered_bytes()

@@ -5,13 +5,14 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
 from . import lifecycle
 from ._compat import holds, holds_logging_lock, logs_service_model
 from .buffer import Item
 from .config import Settings, check_api_members
+from .metrics import DEFAULT_METRICS_STREAM, Metrics, MetricsShipper, check_metrics_stream
 from .naming import NameTemplate, Router, new_uuid
 from .pipeline import Pipeline
 from .planner import add_counts, measure
@@ -49,6 +50,8 @@ class CloudWatchLogsHandler(logging.Handler):
         log_group_class: ``STANDARD`` or ``INFREQUENT_ACCESS`` for a group this handler creates.
         deletion_protection: create the group with deletion protection on.
         entity: the PutLogEvents ``entity`` (``keyAttributes``, ``attributes``) sent with every request.
+        metrics_stream: the stream of the EMF documents of :meth:`metrics`, in the handler's group
+            (default ``"metrics/{hostname}/{program}/{pid}"``; only process placeholders and ``{date}``).
         flush_interval: seconds a buffered record may wait before a send starts.
         max_batch_count: events per request (at most the API's 10,000).
         max_batch_bytes: bytes per request, message bytes + 26 per event (at most 1 MiB).
@@ -94,6 +97,7 @@ class CloudWatchLogsHandler(logging.Handler):
         shutdown_timeout: float = 10.0,
         handle_sigterm: bool = True,
         level: Any = logging.NOTSET,
+        metrics_stream: str = DEFAULT_METRICS_STREAM,
     ) -> None:
         # Validate everything before Handler.__init__ registers the handler with
         # logging, so a refused configuration leaves nothing behind for shutdown.
@@ -123,6 +127,7 @@ class CloudWatchLogsHandler(logging.Handler):
             NameTemplate("log_stream", log_stream, "stream"),
             new_uuid(),
         )
+        self._metrics_stream = check_metrics_stream(metrics_stream)
         self.log_group = log_group
         self.log_stream = log_stream
         self._client = client
@@ -155,6 +160,7 @@ class CloudWatchLogsHandler(logging.Handler):
         self._threads_retry_at = 0.0  # after threads failed to start: when to try again
         self._stalled: Optional[Tuple[int, float]] = None  # (settled position, deadline) of a vain exit flush
         self._retired = no_stats()  # counters of pipelines that delivered and stopped (see _ship_now)
+        self._metrics: Optional[MetricsShipper] = None  # made by the first metrics() call
         self._pid = _getpid()  # the process this handler's pipeline and client belong to
         self._clients = ProcessClient(self._make_client, own=client is None)
         self._prepare_client()
@@ -210,13 +216,14 @@ class CloudWatchLogsHandler(logging.Handler):
         """Wait until every record emitted before the call is acknowledged or dropped.
 
         Waits at most ``timeout`` seconds (default ``shutdown_timeout``) and
-        returns False if that was not enough.
+        returns False if that was not enough.  Metric values put before the call are included.
         """
+        if thread_state.shipping:
+            return self._current_pipeline() is None
+        self._ship_metrics()
         pipeline = self._current_pipeline()
         if pipeline is None:
             return True
-        if thread_state.shipping:
-            return False
         if holds_logging_lock():  # dictConfig replacing handlers: it closes us next (see close)
             return pipeline.flush(time.monotonic())
         if timeout is None:
@@ -240,6 +247,10 @@ class CloudWatchLogsHandler(logging.Handler):
     def close(self) -> None:
         """Deliver what can be delivered within ``shutdown_timeout``, then stop. Idempotent."""
         pipeline = self._current_pipeline()
+        if self._metrics is not None:
+            self._metrics.aggregator.close()  # first: a value put during the drain below is counted, not stranded
+            self._ship_metrics()
+            pipeline = self._pipeline  # the drain may have started it
         with self._start_lock:
             if self._closed:
                 return
@@ -266,13 +277,58 @@ class CloudWatchLogsHandler(logging.Handler):
         result = combined(pipeline.stats_snapshot() if pipeline is not None else no_stats(), self._retired)
         with self._count_lock:
             refused, result["format_errors"] = dict(self._refused), self._format_errors
+        if self._metrics is not None:  # metric values dropped before any document: one event each
+            add_counts(refused, self._metrics.aggregator.drop_counts())
         n = sum(refused.values())
         result["emitted"] += n
         result["dropped"] += n
         add_counts(result["dropped_by_reason"], refused)
         return result
 
+    def metrics(self, namespace: str, dimensions: Optional[Mapping[str, str]] = None) -> Metrics:
+        """Custom metrics for ``namespace``, shipped as EMF documents to ``metrics_stream`` (see the README).
+
+        ``dimensions`` (name to value) go with every value put through the result.  A
+        ``ValueError`` names what is wrong with the namespace or the dimensions.
+        """
+        self._current_pipeline()  # in a forked child, take over first
+        with self._start_lock:
+            if self._metrics is None:
+                self._metrics = MetricsShipper(
+                    self._router.group, self._metrics_stream, self._router.uuid, self.settings.flush_interval,
+                    self.settings.max_event_bytes, self._reporter, self._metrics_waiting, self._current_pipeline)
+                if self._pipeline is not None:
+                    self._pipeline.tick = self._metrics.tick
+                if self._closed:  # its values are dropped and counted, as records are
+                    self._metrics.aggregator.close()
+            shipper = self._metrics
+        return shipper.metrics(namespace, dimensions)
+
     # -- internals -----------------------------------------------------------------------
+    def _metrics_waiting(self) -> None:
+        """The first metric value since the last drain: a pipeline must run, and its flusher time the interval."""
+        if lifecycle.ships_at_once():  # uWSGI's master runs no thread of ours: flush() and close() ship them
+            return
+        self._append or self._start()
+        pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.poke()
+
+    def _ship_metrics(self) -> None:
+        """Hand the metric values put so far to the buffer now, not at the end of their interval."""
+        self._current_pipeline()  # in a forked child, take over first: the parent's values are not ours
+        if self._metrics is not None:
+            self._metrics.ship(self._append_documents)
+
+    def _append_documents(self, items: List[Item]) -> None:
+        append = self._append or self._start()
+        pipeline = self._pipeline
+        if pipeline is not None and append == pipeline.buffer.append:
+            pipeline.buffer.append_due(items)
+        else:  # uWSGI's master ships each at once; without a pipeline, each is counted as dropped
+            for item in items:
+                append(item)
+
     def _default_deadline(self, pipeline: Pipeline) -> float:
         """``shutdown_timeout`` from now, unless the exit hook's flush waited that long in vain.
 
@@ -296,6 +352,7 @@ class CloudWatchLogsHandler(logging.Handler):
                     return self._refuse("no_threads")
                 self._prepare_client()  # on this thread, before any shipping thread of this process exists
                 pipeline = Pipeline(self.settings, self._clients, self._reporter, self.retry_policy)
+                pipeline.tick = self._metrics.tick if self._metrics is not None else None
                 try:
                     pipeline.start()
                 except RuntimeError as exc:  # "can't start new thread": a container's pids limit, or exit
@@ -374,6 +431,8 @@ class CloudWatchLogsHandler(logging.Handler):
             self._stalled = None
             self._retired = no_stats()
             self._router.reset(new_uuid())
+            if self._metrics is not None:
+                self._metrics.reset(self._router.uuid, self._reporter)
             self._clients = self._clients.for_child()
             self._pid = pid  # last: a thread that sees it has nothing of the parent's left to use
 

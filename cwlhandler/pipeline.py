@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from operator import countOf, itemgetter
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .buffer import Buffer, Cut, Item
 from .config import Settings
@@ -67,6 +67,10 @@ class Pipeline:
             on_settled=lambda batch: self.buffer.settle(batch.cut),
         )
         self._flusher = threading.Thread(target=self._run, name="cwlhandler-flusher", daemon=True)
+        # Called by the flusher once per cycle when set (the handler's metrics: MetricsShipper.tick) with
+        # Buffer.append_due for the items it finds due; returns the seconds until it wants to be called
+        # again.  poke() has it called at once.
+        self.tick: Optional[Callable[[Callable[[List[Item]], None]], float]] = None
 
     def start(self) -> None:
         """Start the threads; if one cannot start, the ones that did end at once, and the error is raised."""
@@ -81,12 +85,28 @@ class Pipeline:
     def _run(self) -> None:
         thread_state.shipping = True
         while True:
-            taken = self.buffer.take(self.sender.free_slots, idle=REPORT_TICK)
+            taken = self.buffer.take(self.sender.free_slots, idle=self._run_tick())
             if taken is None:
                 return
             if taken:
                 self._submit(*taken)
             self.reporter.drops(self.stats_snapshot()["dropped_by_reason"])  # type: ignore[arg-type]
+
+    def _run_tick(self) -> float:
+        """Run ``tick``; how long the flusher may wait for records before the next call."""
+        tick = self.tick
+        if tick is None:
+            return REPORT_TICK
+        try:
+            wait = tick(self.buffer.append_due)
+        except Exception as exc:  # a bug must not end the flusher
+            self.reporter.problem("bug", f"unexpected error in the flusher's tick: {describe(exc)}")
+            return REPORT_TICK
+        return min(REPORT_TICK, wait)
+
+    def poke(self) -> None:
+        """Have the flusher call ``tick`` now (a metric value arrived in an empty aggregate)."""
+        self.buffer.poke()
 
     def _submit(self, cut: Cut, items: List[Item]) -> None:
         """Plan the batches of a cut and hand them over; the records are counted whatever happens."""
@@ -106,7 +126,7 @@ class Pipeline:
         """Apply the oversize policy, group by stream, plan: the batches, in chains, and the drops by reason."""
         settings = self.settings
         limit = settings.max_event_bytes - EVENT_OVERHEAD
-        streams: Dict[Tuple[str, str], List[Event]] = {}
+        streams: Dict[Tuple[str, ...], List[Event]] = {}
         oversize = 0
         first = items[0][3]
         if countOf(map(_key, items), first) == len(items) and max(map(_nbytes, items)) <= limit:

@@ -49,6 +49,7 @@ class _ThreadState(threading.local):
     body: Optional[bytes] = None  # a PutLogEvents body encoded by this worker, for the hook
     # The request this worker is about to send, until its bytes go out: (sender, batch, events in it).
     sending: Optional[Tuple["Sender", "Batch", int]] = None
+    log_format: Optional[str] = None  # the x-amzn-logs-format of the batch this worker sends, for the hook
 
 
 thread_state = _ThreadState()
@@ -113,6 +114,17 @@ def observe_wire(client: Any) -> bool:
     return True
 
 
+def _add_log_format(request: Any, **_: Any) -> None:
+    """botocore ``before-sign`` hook: the ``x-amzn-logs-format`` header (signed) on a batch that asks for it.
+
+    Keyed on the worker's thread-local state, so calls of a user's client made by anyone
+    else, and our plain-log batches, never get it.  botocore's model has no member for it.
+    """
+    log_format = thread_state.log_format
+    if log_format is not None:
+        request.headers["x-amzn-logs-format"] = log_format
+
+
 OK, RETRY, OPERATOR, MISSING, INVALID, ERROR = "ok", "retry", "operator", "missing", "invalid", "error"
 NO_CLIENT = "no_client"  # the client could not be made: retried slowly, like OPERATOR
 _OPERATOR_CODES = {
@@ -149,10 +161,11 @@ class Batch:
     the reason its settling gives (see ``Sender._settle``).
     """
 
-    __slots__ = ("group", "stream", "events", "cut", "settled", "sent", "drops", "on_wire")
+    __slots__ = ("group", "stream", "log_format", "events", "cut", "settled", "sent", "drops", "on_wire")
 
-    def __init__(self, key: Tuple[str, str], events: List[Event], cut: Any) -> None:
-        self.group, self.stream = key
+    def __init__(self, key: Tuple[str, ...], events: List[Event], cut: Any) -> None:
+        self.group, self.stream = key[0], key[1]
+        self.log_format = key[2] if len(key) > 2 else None  # "json/emf" for metric documents
         self.events = events
         self.cut = cut
         self.settled = False
@@ -370,8 +383,13 @@ class ProcessClient:
         with self._lock:
             if self._client is None:
                 client = self._factory()
+                meta = getattr(client, "meta", None)  # None: a user's stand-in for a botocore client
+                if meta is not None:  # on a user's client too: the hook only acts for our workers
+                    service = meta.service_model.service_id.hyphenize()
+                    meta.events.register(
+                        f"before-sign.{service}.PutLogEvents", _add_log_format, unique_id="cwlhandler-log-format"
+                    )
                 if self._own:
-                    service = client.meta.service_model.service_id.hyphenize()
                     client.meta.events.register(
                         f"before-call.{service}.PutLogEvents", _send_prepared_body, unique_id="cwlhandler-body"
                     )
@@ -735,6 +753,14 @@ class Sender:
                 return classify(exc), detach(exc)
 
     def _put(self, batch: Batch, events: List[Event]) -> Tuple[str, Any]:
+        """One PutLogEvents call, with the batch's log format header, if any."""
+        thread_state.log_format = batch.log_format
+        try:
+            return self._put_events(batch, events)
+        finally:
+            thread_state.log_format = None
+
+    def _put_events(self, batch: Batch, events: List[Event]) -> Tuple[str, Any]:
         """One PutLogEvents call; the body is encoded here, not by botocore, when we can.
 
         Should botocore ever send its own body instead (``logEvents: []``), the

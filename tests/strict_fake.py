@@ -7,6 +7,10 @@ can be queued per operation or applied to every request (outage).
 CreateLogGroup's settings (tags, KMS key, class, deletion protection) and PutLogEvents' ``entity`` are
 validated by the API model's rules and recorded (``create_log_group_requests``, ``put_requests[i]["entity"]``);
 ``Fault.reject_entity`` answers an accepted PutLogEvents with ``rejectedEntityInfo``.
+The ``x-amzn-logs-format`` header is validated (only ``json/emf``) and recorded per PutLogEvents request
+(``put_requests[i]["log_format"]``); in such a request, an event that is not a JSON object with an ``_aws``
+member is stored, as the service stores it, and counted in ``emf_parse_errors`` (the service's
+``EMFParsingErrors`` metric).
 With ``tls=`` (an ``ssl.SSLContext`` for the server side) it speaks HTTPS instead and counts handshakes;
 ``keep_alive=False`` closes every connection after its answer (so each request costs a new TLS handshake).
 """
@@ -48,6 +52,7 @@ _MEMBERS = {
 }
 INVALID = "InvalidParameterException"
 NOT_FOUND = "ResourceNotFoundException"
+LOG_FORMATS = ("json/emf",)  # the values of x-amzn-logs-format the service accepts
 ALREADY_EXISTS = "ResourceAlreadyExistsException"
 
 
@@ -162,6 +167,15 @@ def _message_size(event: Any) -> int:
     return len(text.encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD
 
 
+def _looks_like_emf(message: str) -> bool:
+    """What the service needs to even try extracting metrics: a JSON object with an ``_aws`` member."""
+    try:
+        document = json.loads(message)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and "_aws" in document
+
+
 def _valid_event(index: int, event: Any) -> Tuple[int, str]:
     """Return (timestamp, message) or raise the service's refusal for a malformed event."""
     where = f"logEvents.{index + 1}.member"
@@ -266,6 +280,7 @@ class StrictFake:
         self.put_requests: List[Dict[str, Any]] = []
         self.create_log_group_requests: List[Dict[str, Any]] = []  # each request's parameters, as received
         self.refusals: List[str] = []
+        self.emf_parse_errors = 0
         self.max_in_flight = 0
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
@@ -418,7 +433,7 @@ class StrictFake:
         if fault is not None and fault.kind == "error":
             return handler.send_api_error(ApiError(fault.code, fault.message, fault.status))
         try:
-            result: Optional[Dict[str, Any]] = self._execute(operation, handler.headers.get("Authorization"), body)
+            result: Optional[Dict[str, Any]] = self._execute(operation, handler.headers, body)
             failure: Optional[ApiError] = None
         except ApiError as exc:
             result, failure = None, exc
@@ -436,8 +451,11 @@ class StrictFake:
             return handler.send_api_error(failure)
         handler.send_json(200, result or {})
 
-    def _execute(self, operation: str, authorization: Optional[str], body: bytes) -> Dict[str, Any]:
-        self._check_credentials(authorization)
+    def _execute(self, operation: str, headers: Any, body: bytes) -> Dict[str, Any]:
+        self._check_credentials(headers.get("Authorization"))
+        log_format = headers.get("x-amzn-logs-format")
+        if log_format is not None and log_format not in LOG_FORMATS:
+            raise ApiError(INVALID, f"Unsupported log format {log_format!r} in x-amzn-logs-format.")
         method = self._operations.get(operation)
         if method is None:
             raise ApiError("UnknownOperationException", f"Unknown operation {operation!r}.")
@@ -447,6 +465,8 @@ class StrictFake:
             raise ApiError("SerializationException", "Request body is not valid JSON.") from None
         if not isinstance(request, dict):
             raise ApiError("SerializationException", "Request body must be a JSON object.")
+        if operation == "PutLogEvents":
+            return self._put_log_events(request, log_format)
         return method(request)
 
     def _check_credentials(self, authorization: Optional[str]) -> None:
@@ -573,15 +593,21 @@ class StrictFake:
             raise ApiError(INVALID, "The specified nextToken is invalid.")
         return match.group(1) == "f", int(match.group(2))
 
-    def _put_log_events(self, req: Dict[str, Any]) -> Dict[str, Any]:
+    def _put_log_events(self, req: Dict[str, Any], log_format: Optional[str] = None) -> Dict[str, Any]:
         raw = req.get("logEvents")
         events = raw if isinstance(raw, list) else []
         timestamps = [e.get("timestamp") for e in events if isinstance(e, dict)]
         record = {"group": req.get("logGroupName"), "stream": req.get("logStreamName"), "count": len(events),
                   "bytes": sum(_message_size(e) for e in events), "first_ts": timestamps[0] if timestamps else None,
-                  "last_ts": timestamps[-1] if timestamps else None, "entity": req.get("entity"), "outcome": "ok"}
+                  "last_ts": timestamps[-1] if timestamps else None, "entity": req.get("entity"), "outcome": "ok",
+                  "log_format": log_format}
         try:
-            return self._store_batch(req)
+            result = self._store_batch(req)
+            if log_format == "json/emf":
+                errors = sum(not _looks_like_emf(e.get("message")) for e in events)
+                with self._lock:
+                    self.emf_parse_errors += errors
+            return result
         except ApiError as exc:
             record["outcome"] = exc.code
             raise

@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import emf
 import pytest
 
 from helpers import read_events
@@ -34,6 +35,7 @@ SCRIPTS = [
     "flask_app.py",
     "lambda_function.py",
     "structured_json.py",
+    "metrics.py",
 ]
 # Not scripts: files a program reads, run with that program (gunicorn_conf.py: by tests/test_gunicorn.py).
 CONFIGS = {"gunicorn_conf.py": "gunicorn -c examples/gunicorn_conf.py"}
@@ -273,6 +275,37 @@ def test_structured_json(runs, moto_url):
     assert error["exception"]["message"] == "card declined"
     assert error["exception"]["traceback"].startswith("Traceback (most recent call last):")
     assert "exception" not in docs[0]
+
+
+def test_metrics(runs, moto_url):
+    proc = runs("metrics.py")
+    cost = re.search(r"^cost per call: put_metric ([\d.]+) us, logger.info ([\d.]+) us, ratio ([\d.]+)$",
+                     proc.stdout, re.M)
+    put, info, ratio = map(float, cost.groups())
+    assert 0 < put and 0 < info and ratio == pytest.approx(put / info, abs=0.01)
+    docs = stored(moto_url, "/examples/metrics", "metrics")
+    series = emf.aggregate(docs)  # every document read back passes the validator
+    checkout = (("Service", "checkout"),)
+    got = {(name, unit): values for (ns, dims, name, unit, _), values in series.items() if ns == "Shop"
+           and dims == checkout}
+    assert got.pop(("Orders", "Count")) == [1, 1, 1]
+    assert sorted(got.pop(("OrderTotal", "None"))) == [5.25, 19.99, 1500.0]
+    assert got.pop(("BenchValue", "Count")) == list(range(20_000))
+    times = got.pop(("CheckoutTime", "Milliseconds"))
+    assert got == {} and len(times) == 3 and min(times) >= 0
+    pay = (("Operation", "pay"), ("Service", "checkout"))
+    assert series[("Shop", pay, "Latency", "Milliseconds", 60)] == [21, 22, 23]
+    assert all(json.loads(d)["Version"] == "1.4.2" for d in docs)
+    # What it printed is what was read back.
+    printed = proc.stdout[proc.stdout.index("# "):].splitlines()
+    assert printed[0] == f"# {len(docs)} EMF documents, {len(series)} metrics"
+    assert printed[1:] == [
+        f"{ns}\t{','.join(f'{d}={v}' for d, v in dims)}\t{name}\t{unit}\t"
+        f"count={len(v)} sum={sum(v):g} min={min(v):g} max={max(v):g}"
+        for (ns, dims, name, unit, _), v in sorted(series.items(), key=lambda kv: kv[0][:4])]
+    lines = stored(moto_url, "/examples/metrics", "app")
+    assert lines[:3] == ["order 1 placed, total 19.99", "order 2 placed, total 1500.00", "order 3 placed, total 5.25"]
+    assert len(lines) == 3 + 20_000
 
 
 # -- the directory ----------------------------------------------------------------------------

@@ -9,10 +9,8 @@ import logging
 import logging.config
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from typing import Callable, Dict, List, Tuple
@@ -21,7 +19,16 @@ import pytest
 
 import cwlhandler
 from cwlhandler import CloudWatchLogsHandler
-from helpers import free_port, needs_fork, read_events, subprocess_env, wait_until
+from helpers import (
+    assert_clean_exit,
+    fork_running,
+    free_port,
+    needs_fork,
+    read_events,
+    run_script,
+    wait_child,
+    wait_until,
+)
 from strict_fake import Fault, delay
 
 GROUP = "test-group"
@@ -44,55 +51,11 @@ def messages(events: List[Tuple[int, str]]) -> List[str]:
     return [message for _ts, message in events]
 
 
-def fork_running(work: Callable[[], bool]) -> int:
-    """Fork a child that runs ``work`` and never returns into pytest (exit 0: True, 1: False, 2: raised)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 3
-        try:
-            code = 0 if work() else 1
-        except BaseException:
-            code = 2
-        finally:
-            os._exit(code)
-    return pid
-
-
 def log_and_flush(logger: logging.Logger, handler: CloudWatchLogsHandler, message: str) -> Callable[[], bool]:
     def work() -> bool:
         logger.info(message)
         return handler.flush(timeout=10)
     return work
-
-
-def wait_child(pid: int, timeout: float) -> int:
-    """waitpid with a deadline; a child still running at the deadline is killed and the test fails."""
-    statuses: List[int] = []
-
-    def reaped() -> bool:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            statuses.append(status)
-        return bool(statuses)
-
-    if not wait_until(reaped, timeout):
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        pytest.fail(f"child {pid} did not exit within {timeout} s")
-    return os.waitstatus_to_exitcode(statuses[0])
-
-
-def run_script(body: str, **values: object) -> subprocess.CompletedProcess:
-    script = textwrap.dedent(body).format(**values)
-    return subprocess.run([sys.executable, "-c", script], timeout=60, env=subprocess_env(),
-                          capture_output=True, text=True)
-
-
-def assert_clean_exit(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, f"exit code {result.returncode}\nstderr:\n{result.stderr}"
-    assert "Traceback" not in result.stderr, result.stderr
-    assert "Exception ignored" not in result.stderr, result.stderr
-    assert "Fatal Python error" not in result.stderr, result.stderr
 
 
 # -- flush() ------------------------------------------------------------------------------------------------------

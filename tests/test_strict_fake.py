@@ -81,7 +81,8 @@ def test_valid_batch_is_stored_and_readable_with_pagination(fake, client, stream
     assert fake.events(GROUP, STREAM) == expected
     assert read_all(client, limit=3) == expected
     assert fake.put_requests[0] == {"group": GROUP, "stream": STREAM, "count": 5, "bytes": 5 * (2 + 26),
-                                    "first_ts": NOW - 5, "last_ts": NOW - 1, "entity": None, "outcome": "ok"}
+                                    "first_ts": NOW - 5, "last_ts": NOW - 1, "entity": None, "outcome": "ok",
+                                    "log_format": None}
     assert fake.refusals == [] and fake.calls["PutLogEvents"] == 2
 
 
@@ -251,6 +252,29 @@ def test_invalid_retention_refused(fake, client, stream, days):
         client.put_retention_policy(logGroupName=GROUP, retentionInDays=days)
     assert info.value.response["Error"]["Code"] == INVALID
     assert fake.retention(GROUP) is None
+
+
+def with_log_format(client, value: str) -> None:
+    """Send the x-amzn-logs-format header on this client's PutLogEvents calls."""
+    client.meta.events.register("before-sign.cloudwatch-logs.PutLogEvents",
+                                lambda request, **_: request.headers.__setitem__("x-amzn-logs-format", value))
+
+
+def test_emf_log_format_is_recorded_and_a_plain_line_in_it_is_a_parse_error(fake, client, stream):
+    put(client, [{"timestamp": NOW - 2, "message": "no header"}])
+    with_log_format(client, "json/emf")
+    put(client, [{"timestamp": NOW - 1, "message": '{"_aws":{}}'}, {"timestamp": NOW, "message": "plain"}])
+    assert [r["log_format"] for r in fake.put_requests] == [None, "json/emf"]
+    assert fake.emf_parse_errors == 1  # stored all the same, as the service stores it
+    assert [m for _, m in fake.events(GROUP, STREAM)] == ["no header", '{"_aws":{}}', "plain"]
+
+
+def test_unknown_log_format_refused(fake, client, stream):
+    with_log_format(client, "json/other")
+    with pytest.raises(ClientError) as info:
+        put(client, [{"timestamp": NOW, "message": "x"}])
+    assert info.value.response["Error"]["Code"] == INVALID
+    assert fake.events(GROUP, STREAM) == []
 
 
 def raw_call(fake: StrictFake, operation: str, body: dict) -> tuple:
