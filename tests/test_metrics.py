@@ -17,18 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cwlhandler.metrics
+import helpers
 from cwlhandler.buffer import Buffer
 from cwlhandler.emfdoc import DocKey, check_dimensions, documents, property_member
-from helpers import (
-    assert_clean_exit,
-    fork_running,
-    logs_client,
-    needs_fork,
-    read_events,
-    run_script,
-    wait_child,
-    wait_until,
-)
+from helpers import logs_client, needs_fork, read_events, wait_until
 
 GROUP = "test-group"
 STREAM = "metrics-test"
@@ -390,8 +382,8 @@ def test_a_forked_child_starts_with_an_empty_aggregate(fake, make_handler):
         metrics.put_metric("Child", 2)
         return handler.flush(timeout=10)
 
-    pid = fork_running(child)
-    assert wait_child(pid, 30) == 0
+    pid = helpers.fork_running(child)
+    assert helpers.wait_child(pid, 30) == 0
     metrics.put_metric("Parent", 3)
     assert handler.flush(timeout=10)
     assert_exact(docs_in(fake, f"m/{pid}"), [("Fork", {}, "Child", 2, "None", 60)])
@@ -424,8 +416,8 @@ RAW_FORK = """
 
 @needs_fork
 def test_a_child_forked_without_pythons_hooks_starts_with_an_empty_aggregate(fake):
-    result = run_script(RAW_FORK, group=GROUP, url=fake.endpoint_url)
-    assert_clean_exit(result)
+    result = helpers.run_script(RAW_FORK, group=GROUP, url=fake.endpoint_url)
+    helpers.assert_clean_exit(result)
     master, child, status, flushed = result.stdout.split()
     assert (status, flushed) == ("0", "True")
     assert_exact(docs_in(fake, f"m/{child}"), [("Fork", {}, "Child", 2, "None", 60)])
