@@ -11,13 +11,15 @@ from urllib.parse import urlparse
 from . import lifecycle
 from ._compat import holds, holds_logging_lock, logs_service_model
 from .buffer import Item
+from .client import ForkGate, ProcessClient, make_client
 from .config import Settings, check_api_members
 from .metrics import DEFAULT_METRICS_STREAM, Metrics, MetricsShipper, check_metrics_stream
 from .naming import NameTemplate, Router, new_uuid
 from .pipeline import Pipeline
 from .planner import add_counts, measure
-from .sender import ForkGate, ProcessClient, RetryPolicy, make_client, thread_state
-from .stats import Reporter, combined, no_stats
+from .stats import Reporter, Stats, combined, no_stats
+from .threadstate import thread_state
+from .transport import CloudWatchTransport, RetryPolicy
 
 DEFAULT_STREAM = "{hostname}/{program}/{pid}"
 
@@ -135,7 +137,7 @@ class CloudWatchLogsHandler(logging.Handler):
         self._region_name = region_name
         self._endpoint_url = _check_endpoint(endpoint_url)
         if client is None:
-            import boto3  # here, not when cwlhandler is imported: see sender.make_client
+            import boto3  # here, not when cwlhandler is imported: see client.make_client
 
             self._session = boto3_session or boto3.session.Session()
             if not (region_name or self._session.region_name):
@@ -351,7 +353,10 @@ class CloudWatchLogsHandler(logging.Handler):
                 if time.monotonic() < self._threads_retry_at:
                     return self._refuse("no_threads")
                 self._prepare_client()  # on this thread, before any shipping thread of this process exists
-                pipeline = Pipeline(self.settings, self._clients, self._reporter, self.retry_policy)
+                stats = Stats()
+                transport = CloudWatchTransport.for_settings(self._clients, self.settings, self.retry_policy, stats,
+                                                             self._reporter)
+                pipeline = Pipeline(self.settings, transport, self._reporter, stats)
                 pipeline.tick = self._metrics.tick if self._metrics is not None else None
                 try:
                     pipeline.start()
@@ -388,7 +393,7 @@ class CloudWatchLogsHandler(logging.Handler):
         return count
 
     def _prepare_client(self) -> None:
-        """Make this process's client on the calling thread (see ``sender.ProcessClient``)."""
+        """Make this process's client on the calling thread (see ``client.ProcessClient``)."""
         try:
             self._clients.get()
         except Exception:
@@ -400,9 +405,8 @@ class CloudWatchLogsHandler(logging.Handler):
         return make_client(self._session, self._region_name, self._endpoint_url, self.settings.max_concurrency)
 
     def _fork_gate(self) -> Optional[ForkGate]:
-        """The gate that keeps this process's shipping threads out of OpenSSL around a fork, if it has any."""
-        pipeline = self._pipeline
-        return pipeline.sender.fork_gate if pipeline is not None and self._pid == _getpid() else None
+        """The gate that keeps this process's shipping threads out of OpenSSL around a fork (not a parent's)."""
+        return self._clients.fork_gate if self._pid == _getpid() else None
 
     def _current_pipeline(self) -> Optional[Pipeline]:
         if self._pid != _getpid():

@@ -40,7 +40,7 @@ lambda_request_id: "ContextVar[Optional[str]]" = ContextVar("cwlhandler_lambda_r
 
 # What a Lambda function keeps for itself after the flush: time to return its result.
 LAMBDA_MARGIN = 0.5
-# The longest a fork waits for the shipping threads' calls under way (see sender.ForkGate).
+# The longest a fork waits for the shipping threads' calls under way (see client.ForkGate).
 FORK_WAIT = 1.0
 
 

@@ -1,9 +1,9 @@
-"""The per-process pipeline: buffer -> flusher thread -> planner -> sender workers.
+"""The per-process pipeline: buffer -> flusher thread -> planner -> scheduler -> deliverer.
 
 A handler makes one pipeline on its first record and a new one in a forked
 child, so a child never shares threads, sockets or buffered records with its
 parent.  The pipeline's client is made before its threads start, on the
-application's thread (see ``sender.ProcessClient``).
+application's thread (see ``client.ProcessClient``).
 """
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from .buffer import Buffer, Cut, Item
 from .config import Settings
+from .errors import describe
 from .planner import EVENT_OVERHEAD, Event, add_counts, chains, fit_event, plan_batches
-from .sender import Batch, ProcessClient, RetryPolicy, Sender, describe, thread_state
+from .scheduler import Batch, Deliverer, Scheduler
 from .stats import Reporter, Stats
+from .threadstate import thread_state
 
 # How often an idle flusher wakes to report drops that happened meanwhile.
 REPORT_TICK = 5.0
@@ -33,17 +35,27 @@ def now_ms() -> int:
 
 
 class Pipeline:
+    """One process's buffer, flusher thread and scheduler, sending through ``deliverer``.
+
+    The flusher takes cuts from the buffer when records are due and the
+    scheduler has free slots, plans them (pure functions of ``planner``) and
+    hands the batches over; every record ends counted in ``stats``: sent, or
+    dropped with a reason.  ``shutdown`` delivers by a deadline.  The deliverer
+    is ``transport.CloudWatchTransport`` in the handler, an in-memory one in
+    tests (tests/test_scheduler.py).
+    """
+
     def __init__(
         self,
         settings: Settings,
-        clients: ProcessClient,
+        deliverer: Deliverer,
         reporter: Reporter,
-        retry: RetryPolicy,
+        stats: Optional[Stats] = None,
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.settings = settings
         self.reporter = reporter
-        self.stats = Stats()
+        self.stats = stats if stats is not None else Stats()
         self._clock_ms = clock_ms
         self.buffer = Buffer(
             max_records=settings.max_buffer_records,
@@ -53,15 +65,10 @@ class Pipeline:
             batch_bytes=settings.max_batch_bytes,
             flush_interval=settings.flush_interval,
         )
-        self.sender = Sender(
-            clients,
+        self.deliverer = deliverer
+        self.scheduler = Scheduler(
+            deliverer,
             concurrency=settings.max_concurrency,
-            create_group=settings.create_log_group,
-            create_stream=settings.create_log_stream,
-            retention_days=settings.retention_days,
-            group_params=settings.create_group_params,
-            entity=settings.entity,
-            retry=retry,
             stats=self.stats,
             reporter=reporter,
             on_settled=lambda batch: self.buffer.settle(batch.cut),
@@ -75,17 +82,17 @@ class Pipeline:
     def start(self) -> None:
         """Start the threads; if one cannot start, the ones that did end at once, and the error is raised."""
         try:
-            self.sender.start()
+            self.scheduler.start()
             self._flusher.start()
         except RuntimeError:
-            self.sender.stop()
+            self.scheduler.stop()
             raise
 
     # -- the flusher thread ------------------------------------------------------------
     def _run(self) -> None:
         thread_state.shipping = True
         while True:
-            taken = self.buffer.take(self.sender.free_slots, idle=self._run_tick())
+            taken = self.buffer.take(self.scheduler.free_slots, idle=self._run_tick())
             if taken is None:
                 return
             if taken:
@@ -119,7 +126,7 @@ class Pipeline:
         self.stats.drop(drops)
         self.buffer.open_batches(cut, sum(map(len, work)))
         for chain in work:
-            self.sender.submit(chain)
+            self.scheduler.submit(chain)
         self.buffer.settle(cut)  # release the flusher's hold on the cut
 
     def _plan(self, cut: Cut, items: List[Item]) -> Tuple[List[List[Batch]], Dict[str, int]]:
@@ -168,12 +175,12 @@ class Pipeline:
         delivered = self.buffer.wait_settled(deadline, target)
         if not delivered:
             self.buffer.abandon()
-            self.sender.abort(time.monotonic() + ANSWER_GRACE)
-        self.sender.stop()
+            self.scheduler.abort(time.monotonic() + ANSWER_GRACE)
+        self.scheduler.stop()
         # Idle threads end at once; after an abort a worker may sit in an HTTP call: its
         # batch is already counted, and as a daemon it cannot hold up the exit.
         join_by = deadline if delivered else time.monotonic() + 0.05
-        for thread in [self._flusher] + self.sender.threads:
+        for thread in [self._flusher] + self.scheduler.threads:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, join_by - time.monotonic()))
         self.reporter.drops(self.stats_snapshot()["dropped_by_reason"], force=True)  # type: ignore[arg-type]

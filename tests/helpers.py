@@ -32,7 +32,7 @@ import botocore.config
 import pytest
 
 from cwlhandler.cli import read_stream
-from cwlhandler.sender import RetryPolicy
+from cwlhandler.transport import RetryPolicy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)  # console scripts (gunicorn, uwsgi, celery, uvicorn) of this venv

@@ -71,7 +71,7 @@ def test_an_answer_that_comes_just_after_the_deadline_still_counts(fake, make_ha
     closing = threading.Thread(target=handler.close)
     started = time.monotonic()
     closing.start()
-    assert wait_until(lambda: handler._pipeline.sender._abort.is_set())  # the deadline came
+    assert wait_until(lambda: handler._pipeline.scheduler.aborted())  # the deadline came
     gate.set()
     closing.join(10)
     stats = handler.stats()
@@ -81,7 +81,7 @@ def test_an_answer_that_comes_just_after_the_deadline_still_counts(fake, make_ha
 
 def _swallow_prepared_body(params, **_):
     """A botocore that no longer sends the body our hook prepares: it takes it and serialises its own."""
-    from cwlhandler.sender import thread_state
+    from cwlhandler.threadstate import thread_state
 
     thread_state.body = None
 
@@ -95,11 +95,11 @@ def test_a_botocore_that_skips_our_body_is_caught_and_the_plain_path_ships(fake,
     (no credentials yet, say), the first refusal of a prepared body is resent
     the plain way before anything is dropped.
     """
-    from cwlhandler import sender
+    from cwlhandler import client
 
-    monkeypatch.setattr(sender, "_send_prepared_body", _swallow_prepared_body)
+    monkeypatch.setattr(client, "_send_prepared_body", _swallow_prepared_body)
     if rehearsal == "cannot_tell":
-        monkeypatch.setattr(sender, "rehearse", lambda client: None)
+        monkeypatch.setattr(client, "rehearse", lambda client: None)
     handler = make_handler(fake.endpoint_url)
     logger.addHandler(handler)
     for i in range(50):

@@ -55,7 +55,8 @@ class BufferStates(RuleBasedStateMachine):
         sizes = [item[2] + EVENT_OVERHEAD for item in buffer._items]
         by_size_only = (not buffer.closing and buffer.flush_target <= buffer.removed
                         and (len(sizes) >= self.batch_count or sum(sizes) >= self.batch_bytes))
-        # A cut may end early to end between two milliseconds (see sender.Chain): judge sizes without such runs.
+        # A cut may end early to end between two milliseconds (docs/architecture.md, "Equal timestamps"):
+        # judge sizes without such runs.
         distinct = len({item[0] for item in buffer._items}) == len(sizes)
         taken = buffer.take(lambda: slots, idle=0)
         if not isinstance(taken, tuple):

@@ -13,7 +13,8 @@ import boto3
 import botocore.config
 
 from cwlhandler import _compat
-from cwlhandler.sender import rehearse, thread_state
+from cwlhandler.client import rehearse
+from cwlhandler.threadstate import thread_state
 
 
 def test_threads_exit_hook_exists():

@@ -332,7 +332,7 @@ def test_own_encoder_falls_back_when_botocore_skips_the_hook(fake, make_handler,
     logger.addHandler(handler)
     logger.info("first")
     assert handler.flush(10)
-    client = handler._pipeline.sender.client()
+    client = handler._pipeline.deliverer.client()
     client.meta.events.unregister("before-call.cloudwatch-logs.PutLogEvents", unique_id="cwlhandler-body")
     logger.info("second")
     logger.info("third")
@@ -441,19 +441,19 @@ def test_a_record_appended_as_shutdown_closes_the_buffer_is_sent_or_counted(fake
     The interleaving is forced: the record lands inside close(), and the flusher may take it only once the
     workers are gone (as when the scheduler runs it last).
     """
-    from cwlhandler.sender import Sender
+    from cwlhandler.scheduler import Scheduler
 
     closing, workers_gone = threading.Event(), threading.Event()
-    real_free_slots = Sender.free_slots
-    monkeypatch.setattr(Sender, "free_slots", lambda self: 0 if closing.is_set() and not workers_gone.is_set()
+    real_free_slots = Scheduler.free_slots
+    monkeypatch.setattr(Scheduler, "free_slots", lambda self: 0 if closing.is_set() and not workers_gone.is_set()
                         else real_free_slots(self))  # before the flusher starts: it binds this one
     handler = make_handler(fake.endpoint_url, flush_interval=60, shutdown_timeout=1)
     logger.addHandler(handler)
     logger.info("before close")
     assert handler.flush(timeout=10)
     pipeline = handler._pipeline
-    buffer, sender = pipeline.buffer, pipeline.sender
-    real_close, real_stop = buffer.close, sender.stop
+    buffer, scheduler = pipeline.buffer, pipeline.scheduler
+    real_close, real_stop = buffer.close, scheduler.stop
 
     def close_with_a_racing_emit() -> None:
         closing.set()
@@ -462,14 +462,14 @@ def test_a_record_appended_as_shutdown_closes_the_buffer_is_sent_or_counted(fake
 
     def stop_and_wait_for_the_workers() -> None:
         real_stop()
-        for thread in sender.threads:
+        for thread in scheduler.threads:
             thread.join(5)
         workers_gone.set()
         with buffer.changed:
             buffer.changed.notify_all()
 
     buffer.close = close_with_a_racing_emit
-    sender.stop = stop_and_wait_for_the_workers
+    scheduler.stop = stop_and_wait_for_the_workers
     handler.close()
     stats = handler.stats()
     assert stats["emitted"] == 2

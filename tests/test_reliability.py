@@ -46,7 +46,7 @@ import pytest
 
 from cwlhandler import CloudWatchLogsHandler
 from cwlhandler.planner import DAY_MS, EMPTY_MESSAGE, HOUR_MS
-from cwlhandler.sender import RetryPolicy
+from cwlhandler.transport import RetryPolicy
 from faults import FaultProxy
 from helpers import FAST_RETRY, free_port, log_at, logs_client, needs_fork, subprocess_env, wait_until
 from strict_fake import Fault, StrictFake
