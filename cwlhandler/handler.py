@@ -354,8 +354,7 @@ class CloudWatchLogsHandler(logging.Handler):
                     return self._refuse("no_threads")
                 self._prepare_client()  # on this thread, before any shipping thread of this process exists
                 stats = Stats()
-                transport = CloudWatchTransport.for_settings(self._clients, self.settings, self.retry_policy, stats,
-                                                             self._reporter)
+                transport = CloudWatchTransport(self._clients, self.settings, self.retry_policy, stats, self._reporter)
                 pipeline = Pipeline(self.settings, transport, self._reporter, stats)
                 pipeline.tick = self._metrics.tick if self._metrics is not None else None
                 try:

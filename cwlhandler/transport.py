@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from botocore.exceptions import ClientError, SSLError
 
@@ -55,38 +55,16 @@ class RetryPolicy:
 class CloudWatchTransport:
     """Delivers batches with PutLogEvents for a :class:`scheduler.Scheduler`; one per pipeline."""
 
-    def __init__(
-        self,
-        clients: ProcessClient,
-        *,
-        create_group: bool,
-        create_stream: bool,
-        retention_days: Optional[int],
-        group_params: Dict[str, Any],
-        entity: Optional[Dict[str, Dict[str, str]]],
-        retry: RetryPolicy,
-        stats: Stats,
-        reporter: Reporter,
-    ) -> None:
+    def __init__(self, clients: ProcessClient, settings: Settings, retry: RetryPolicy, stats: Stats,
+                 reporter: Reporter) -> None:
         self._clients = clients
-        self._create_group = create_group
-        self._create_stream = create_stream
-        self._retention_days = retention_days
+        self._settings = settings  # creation: create_log_group/stream, retention_days, create_group_params
         self.retry = retry
-        self._group_params = group_params  # CreateLogGroup's settings: tags, KMS key, class, deletion protection
-        self._entity = {"entity": entity} if entity else {}  # for botocore's serialiser
-        self._body_tail = body_tail(entity)  # for our own encoder
+        self._entity = {"entity": settings.entity} if settings.entity else {}  # for botocore's serialiser
+        self._body_tail = body_tail(settings.entity)  # for our own encoder
         self._stats = stats
         self._reporter = reporter
         self._create_locks = [threading.Lock() for _ in range(16)]
-
-    @classmethod
-    def for_settings(cls, clients: ProcessClient, settings: Settings, retry: RetryPolicy, stats: Stats,
-                     reporter: Reporter) -> "CloudWatchTransport":
-        """The transport a handler's settings describe."""
-        return cls(clients, create_group=settings.create_log_group, create_stream=settings.create_log_stream,
-                   retention_days=settings.retention_days, group_params=settings.create_group_params,
-                   entity=settings.entity, retry=retry, stats=stats, reporter=reporter)
 
     def client(self) -> Any:
         return self._clients.get()
@@ -246,16 +224,17 @@ class CloudWatchTransport:
         """
         key = (batch.group, batch.stream)
         with self._create_locks[hash(key) % len(self._create_locks)]:
-            if not self._create_stream:
+            if not self._settings.create_log_stream:
                 return MISSING, missing
             kind, result = self._create_one("create_log_stream", logGroupName=batch.group, logStreamName=batch.stream)
             if kind != MISSING:
                 return kind, result
-            if not self._create_group:
+            if not self._settings.create_log_group:
                 return MISSING, result
             # The settings go with the create call: they apply to the group only if this call makes it.
-            kind, result = self._call("create_log_group", logGroupName=batch.group, **self._group_params)
-            if kind == OK and self._retention_days:  # only on a group this handler created, never a racer's
+            kind, result = self._call("create_log_group", logGroupName=batch.group,
+                                      **self._settings.create_group_params)
+            if kind == OK and self._settings.retention_days:  # only on a group this handler created, never a racer's
                 self._set_retention(batch.group)
             if kind != OK and not already_exists(result):
                 # Refused as invalid: a KMS key that does not exist or whose policy keeps CloudWatch Logs out.
@@ -265,11 +244,12 @@ class CloudWatchTransport:
 
     def _set_retention(self, group: str) -> None:
         """Retention is the group's, not the records': its failure is reported and holds up nothing."""
-        kind, result = self._call("put_retention_policy", logGroupName=group, retentionInDays=self._retention_days)
+        days = self._settings.retention_days
+        kind, result = self._call("put_retention_policy", logGroupName=group, retentionInDays=days)
         if kind != OK:
             self._reporter.problem(
                 "retention", f"could not set the retention of the log group {group!r} it created to "
-                f"{self._retention_days} days: {describe(result)} (needs logs:PutRetentionPolicy); records are "
+                f"{days} days: {describe(result)} (needs logs:PutRetentionPolicy); records are "
                 "shipped all the same",
             )
 
