@@ -13,15 +13,15 @@ import time
 from bisect import bisect_right
 from collections import deque
 from itertools import accumulate, islice, repeat
-from operator import add, itemgetter
+from operator import add
 from typing import Callable, Deque, List, Literal, Optional, Sequence, Tuple, Union
 
 from .planner import EVENT_OVERHEAD
+from .records import NBYTES, TIMESTAMP, Item, nbytes_of
 
 # (timestamp_ms, message, nbytes, (group, stream)); a metrics document's key adds its log format:
 # (group, stream, "json/emf"), so it is never batched with log lines (see metrics.py).
-Item = Tuple[int, str, int, Tuple[str, ...]]
-_nbytes = itemgetter(2)
+_nbytes = nbytes_of
 
 
 class Cut:
@@ -67,11 +67,11 @@ def cut_length(items: Sequence[Item], slots: int, count: int, nbytes: int, whole
     else:
         take = max(1, bisect_right(totals, slots * nbytes))  # the first record always goes
     if whole_batches and take < len(items):
-        boundary = items[take][0]
+        boundary = items[take][TIMESTAMP]
         keep = take
-        while keep > 1 and items[keep - 1][0] == boundary:
+        while keep > 1 and items[keep - 1][TIMESTAMP] == boundary:
             keep -= 1
-        if keep > 1 or items[0][0] != boundary:
+        if keep > 1 or items[0][TIMESTAMP] != boundary:
             take = keep
     return take, totals[take - 1]
 
@@ -162,7 +162,7 @@ class Buffer:
     def append(self, item: Item) -> None:
         # The hot path of every emit: two counters, no context manager (whose bound
         # __exit__ costs an allocation per call), everything else derived on demand.
-        size = item[2] + EVENT_OVERHEAD
+        size = item[2] + EVENT_OVERHEAD  # item[NBYTES], without a global lookup on every emit
         self._lock.acquire()
         try:
             if self.closing or self._room_records <= 0 or self._room_bytes < size:
@@ -209,7 +209,7 @@ class Buffer:
         """
         with self._lock:
             for item in items:
-                size = item[2] + EVENT_OVERHEAD
+                size = item[NBYTES] + EVENT_OVERHEAD
                 if (self.closing or self._full(size)) and not self._admit(size, wait=False):
                     self.refused += 1
                     continue
@@ -308,7 +308,7 @@ class Buffer:
         self.removed += len(taken)
         # The oldest record left arrived about when it was created (never later).
         self._first_at = (
-            time.monotonic() - max(0.0, time.time() - items[0][0] / 1000) if items else None
+            time.monotonic() - max(0.0, time.time() - items[0][TIMESTAMP] / 1000) if items else None
         )
         self._woken = False
         cut = Cut(self.removed, 1, len(taken), size)  # held open until the flusher has submitted its batches

@@ -10,13 +10,13 @@ from urllib.parse import urlparse
 
 from . import lifecycle
 from ._compat import holds, holds_logging_lock, logs_service_model
-from .buffer import Item
 from .client import ForkGate, ProcessClient, make_client
 from .config import Settings, check_api_members
 from .metrics import DEFAULT_METRICS_STREAM, Metrics, MetricsShipper, check_metrics_stream
 from .naming import NameTemplate, Router, new_uuid
 from .pipeline import Pipeline
 from .planner import add_counts, measure
+from .records import Drop, Item
 from .stats import Reporter, Stats, combined, no_stats
 from .threadstate import thread_state
 from .transport import CloudWatchTransport, RetryPolicy
@@ -232,13 +232,13 @@ class CloudWatchLogsHandler(logging.Handler):
             deadline = self._default_deadline(pipeline)
         else:
             deadline = time.monotonic() + max(0.0, float(timeout))
-        delivered = pipeline.flush(deadline)
-        if not delivered and timeout is None and holds(self.lock):
+        settled = pipeline.flush(deadline)
+        if not settled and timeout is None and holds(self.lock):
             # The exit sequence (our exit hook, then logging.shutdown; also dictConfig replacing
             # handlers) holds our lock around each step: the next keeps this deadline, so exit does not
             # wait shutdown_timeout at every step.  A flush of the application's leaves nothing behind.
             self._stalled = (pipeline.buffer.settled, deadline)
-        return delivered
+        return settled
 
     def _flush_before_exit(self) -> None:
         """The exit hook's flush, under the handler's lock as ``logging.shutdown``'s: if it waits in vain,
@@ -348,10 +348,10 @@ class CloudWatchLogsHandler(logging.Handler):
         """
         with self._start_lock:
             if self._closed:
-                return self._refuse("closed")
+                return self._refuse(Drop.CLOSED)
             if self._pipeline is None:
                 if time.monotonic() < self._threads_retry_at:
-                    return self._refuse("no_threads")
+                    return self._refuse(Drop.NO_THREADS)
                 self._prepare_client()  # on this thread, before any shipping thread of this process exists
                 stats = Stats()
                 transport = CloudWatchTransport(self._clients, self.settings, self.retry_policy, stats, self._reporter)
@@ -364,7 +364,7 @@ class CloudWatchLogsHandler(logging.Handler):
                     self._reporter.problem(
                         "threads", f"cannot start the handler's threads ({exc}): records are dropped and counted "
                         f"as 'no_threads'; tried again every {THREAD_RETRY:g} s")
-                    return self._refuse("no_threads")
+                    return self._refuse(Drop.NO_THREADS)
                 self._pipeline = pipeline
                 self._append = self._ship_now if lifecycle.ships_at_once() else pipeline.buffer.append
                 lifecycle.check_threads_can_run(self._reporter)

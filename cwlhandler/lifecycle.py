@@ -72,11 +72,11 @@ def flush_all(timeout: Optional[float] = None) -> bool:
     ``shutdown_timeout``); so do the deliveries of handlers ``dictConfig`` closed.
     """
     start = time.monotonic()
-    delivered = True
+    settled = True
     for handler in live_handlers():
         limit = handler.settings.shutdown_timeout if timeout is None else timeout
-        delivered = handler.flush(max(0.0, start + limit - time.monotonic())) and delivered
-    return _join_closing(None if timeout is None else start + timeout) and delivered
+        settled = handler.flush(max(0.0, start + limit - time.monotonic())) and settled
+    return _join_closing(None if timeout is None else start + timeout) and settled
 
 
 # Deliveries of closed handlers finishing in the background (see finish_in_background): thread -> deadline.

@@ -24,7 +24,6 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
-from .buffer import Item
 from .emfdoc import (
     UNITS,
     DocKey,
@@ -41,6 +40,7 @@ from .emfdoc import (
     property_member,
 )
 from .naming import NameTemplate, Router
+from .records import Drop, Item
 from .stats import Reporter
 
 LOG_FORMAT = "json/emf"  # the x-amzn-logs-format header's value, and the third element of a document's key
@@ -48,7 +48,7 @@ DEFAULT_METRICS_STREAM = "metrics/{hostname}/{program}/{pid}"
 # Values one flush interval may hold before more are dropped (counted as OVERFLOW): about 3 MiB of
 # floats, and at least 1,000 documents of 100 values.  Bounds memory when the flusher cannot keep up.
 MAX_VALUES_PER_INTERVAL = 100_000
-OVERFLOW = "metrics_overflow"
+OVERFLOW = Drop.METRICS_OVERFLOW
 _CACHE_LIMIT = 4096  # interned document keys and validated names; forgotten at once when full
 _TIMER_SCALE = {"Seconds": 1.0, "Milliseconds": 1e3, "Microseconds": 1e6}
 _getpid = os.getpid
@@ -129,7 +129,7 @@ class Aggregator:
     def _add_slow(self, key: DocKey, entry: Entry, value: Any) -> bool:
         """A new key or entry, or a value to drop (called with the lock held); True for the interval's first."""
         if self.closed or self._count >= self.max_values:
-            reason = "closed" if self.closed else OVERFLOW
+            reason = Drop.CLOSED if self.closed else OVERFLOW
             self.dropped[reason] = self.dropped.get(reason, 0) + 1
             self._overflow += reason == OVERFLOW
             return False
@@ -334,9 +334,9 @@ class MetricsShipper:
                 self.reporter.problem("bug", f"unexpected error while making metric documents, {lost} value(s) "
                                       f"dropped: {type(exc).__name__}: {exc}")
                 docs = []
-                self.aggregator.count("error", lost)
+                self.aggregator.count(Drop.ERROR, lost)
             else:
-                self.aggregator.count("oversize", dropped)
+                self.aggregator.count(Drop.OVERSIZE, dropped)
             group, stream = self._router.route(None, timestamp)  # type: ignore[arg-type]  # only {date} is read
             route = (group, stream, LOG_FORMAT)
             items += [(timestamp, doc, len(doc), route) for doc in docs]

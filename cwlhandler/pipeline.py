@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
-from operator import countOf, itemgetter
+from operator import countOf
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .buffer import Buffer, Cut, Item
+from .buffer import Buffer, Cut
 from .config import Settings
 from .errors import describe
-from .planner import EVENT_OVERHEAD, Event, add_counts, chains, fit_event, plan_batches
+from .planner import EVENT_OVERHEAD, add_counts, chains, fit_event, plan_batches
+from .records import KEY, NBYTES, Drop, Event, Item, key_of, nbytes_of
 from .scheduler import Batch, Deliverer, Scheduler
 from .stats import Reporter, Stats
 from .threadstate import thread_state
@@ -26,8 +27,7 @@ REPORT_TICK = 5.0
 ANSWER_GRACE = 0.2
 
 
-_key = itemgetter(3)
-_nbytes = itemgetter(2)
+_key, _nbytes = key_of, nbytes_of
 
 
 def now_ms() -> int:
@@ -122,7 +122,7 @@ class Pipeline:
         except Exception as exc:  # a bug must not end the flusher: every flush() would then wait in vain
             self.reporter.problem("bug", f"unexpected error while planning, {len(items)} record(s) dropped: "
                                   f"{describe(exc)}")
-            work, drops = [], {"error": len(items)}
+            work, drops = [], {Drop.ERROR: len(items)}
         self.stats.drop(drops)
         self.buffer.open_batches(cut, sum(map(len, work)))
         for chain in work:
@@ -135,21 +135,21 @@ class Pipeline:
         limit = settings.max_event_bytes - EVENT_OVERHEAD
         streams: Dict[Tuple[str, ...], List[Event]] = {}
         oversize = 0
-        first = items[0][3]
+        first = items[0][KEY]
         if countOf(map(_key, items), first) == len(items) and max(map(_nbytes, items)) <= limit:
             streams[first] = items  # type: ignore[assignment]  # the common case, without a per-record Python loop
         else:
             for item in items:
-                events = streams.get(item[3])
+                events = streams.get(item[KEY])
                 if events is None:
-                    events = streams[item[3]] = []
-                if item[2] <= limit:
+                    events = streams[item[KEY]] = []
+                if item[NBYTES] <= limit:
                     events.append(item)  # type: ignore[arg-type]  # the planner reads only the first three fields
                 else:
                     fitted = fit_event(item[:3], settings.oversize, settings.max_event_bytes)
                     oversize += not fitted
                     events.extend(fitted)
-        drops: Dict[str, int] = {"oversize": oversize} if oversize else {}
+        drops: Dict[str, int] = {Drop.OVERSIZE: oversize} if oversize else {}
         now = self._clock_ms()
         work: List[List[Batch]] = []
         for key, events in streams.items():
@@ -172,25 +172,25 @@ class Pipeline:
         """Deliver what can be delivered by ``deadline``; count the rest as ``shutdown`` drops."""
         self.buffer.close()  # first: a record appended after the end is read would reach a stopped sender
         target = self.buffer.appended
-        delivered = self.buffer.wait_settled(deadline, target)
-        if not delivered:
+        settled = self.buffer.wait_settled(deadline, target)
+        if not settled:
             self.buffer.abandon()
             self.scheduler.abort(time.monotonic() + ANSWER_GRACE)
         self.scheduler.stop()
         # Idle threads end at once; after an abort a worker may sit in an HTTP call: its
         # batch is already counted, and as a daemon it cannot hold up the exit.
-        join_by = deadline if delivered else time.monotonic() + 0.05
+        join_by = deadline if settled else time.monotonic() + 0.05
         for thread in [self._flusher] + self.scheduler.threads:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, join_by - time.monotonic()))
         self.reporter.drops(self.stats_snapshot()["dropped_by_reason"], force=True)  # type: ignore[arg-type]
-        return delivered
+        return settled
 
     def stats_snapshot(self) -> Dict[str, object]:
         result = self.stats.snapshot()
         drops: Dict[str, int] = result["dropped_by_reason"]  # type: ignore[assignment]
         buffer = self.buffer
-        add_counts(drops, {"buffer_full": buffer.dropped_full, "shutdown": buffer.dropped_shutdown})
+        add_counts(drops, {Drop.BUFFER_FULL: buffer.dropped_full, Drop.SHUTDOWN: buffer.dropped_shutdown})
         result["dropped_by_reason"] = {k: v for k, v in drops.items() if v}
         result["emitted"] = buffer.emitted
         result["dropped"] = sum(drops.values())

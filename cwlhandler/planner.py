@@ -10,12 +10,11 @@ import json
 import re
 from bisect import bisect_left, bisect_right
 from itertools import accumulate, chain, repeat
-from operator import add, itemgetter
+from operator import add
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ._compat import encode_basestring
-
-Event = Tuple[int, str, int]
+from .records import MESSAGE, TIMESTAMP, Drop, Event, message_of, nbytes_of, timestamp_of
 
 # PutLogEvents rules, see shared/reference/cloudwatch-facts.md.
 EVENT_OVERHEAD = 26
@@ -32,9 +31,7 @@ MAX_SPAN_MS = DAY_MS - 1
 # The service refuses an empty message; a record is still worth shipping.
 EMPTY_MESSAGE = "(empty message)"
 _SURROGATES = re.compile("[\ud800-\udfff]")
-_by_timestamp = itemgetter(0)
-_message = itemgetter(1)
-_nbytes = itemgetter(2)
+_by_timestamp, _message, _nbytes = timestamp_of, message_of, nbytes_of
 _json_string = encode_basestring  # C-accelerated; keeps UTF-8 text as is
 
 
@@ -118,9 +115,9 @@ def plan_batches(
     expired_end = max(too_old_end, bisect_left(stamps, now_ms - max_age_ms))
     too_new_start = max(expired_end, bisect_right(stamps, now_ms + MAX_FUTURE_MS))
     for reason, count in (
-        ("too_old", too_old_end),
-        ("expired", expired_end - too_old_end),
-        ("too_new", len(events) - too_new_start),
+        (Drop.TOO_OLD, too_old_end),
+        (Drop.EXPIRED, expired_end - too_old_end),
+        (Drop.TOO_NEW, len(events) - too_new_start),
     ):
         if count:
             drops[reason] = count
@@ -160,7 +157,7 @@ def chains(batches: List[List[Event]]) -> List[List[List[Event]]]:
     """
     result: List[List[List[Event]]] = []
     for batch in batches:
-        if result and result[-1][-1][-1][0] == batch[0][0]:
+        if result and result[-1][-1][-1][TIMESTAMP] == batch[0][TIMESTAMP]:
             result[-1].append(batch)
         else:
             result.append([batch])
@@ -177,7 +174,7 @@ def rejected_by_reason(info: Mapping[str, int], count: int) -> Dict[str, int]:
     too_old = min(max(int(info.get("tooOldLogEventEndIndex", 0)), 0), count)
     expired = min(max(int(info.get("expiredLogEventEndIndex", 0)), too_old), count)
     too_new = min(max(int(info.get("tooNewLogEventStartIndex", count)), expired), count)
-    counts = {"too_old": too_old, "expired": expired - too_old, "too_new": count - too_new}
+    counts = {Drop.TOO_OLD: too_old, Drop.EXPIRED: expired - too_old, Drop.TOO_NEW: count - too_new}
     return {reason: n for reason, n in counts.items() if n}
 
 
@@ -188,7 +185,7 @@ def add_counts(total: Dict[str, int], more: Mapping[str, int]) -> None:
 
 def request_events(batch: Sequence[Event]) -> List[Dict[str, object]]:
     """The ``logEvents`` parameter of PutLogEvents for a planned batch."""
-    return [{"timestamp": e[0], "message": e[1]} for e in batch]
+    return [{"timestamp": e[TIMESTAMP], "message": e[MESSAGE]} for e in batch]
 
 
 # One event of a body, with \x01 standing for its structural quotes so that the

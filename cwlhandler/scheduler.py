@@ -13,15 +13,15 @@ import threading
 import time
 from bisect import bisect_left, bisect_right
 from collections import deque
-from operator import itemgetter
 from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Set, Tuple
 
 from .errors import Unsent, describe
-from .planner import Event, add_counts
+from .planner import add_counts
+from .records import TIMESTAMP, Drop, Event, timestamp_of
 from .stats import Reporter, Stats
 from .threadstate import thread_state
 
-_stamp = itemgetter(0)
+_stamp = timestamp_of
 _flatten = itertools.chain.from_iterable
 
 
@@ -61,8 +61,8 @@ class Chain:
     def __init__(self, batches: List[Batch]) -> None:
         self.key = (batches[0].group, batches[0].stream)
         self.batches = batches
-        self.first = batches[0].events[0][0]
-        self.last = batches[-1].events[-1][0]
+        self.first = batches[0].events[0][TIMESTAMP]
+        self.last = batches[-1].events[-1][TIMESTAMP]
         self.successor: Optional["Chain"] = None
         self._stamps: Optional[List[int]] = None
 
@@ -156,7 +156,7 @@ class Scheduler:
                     blocker.successor = chain
                 return
         for batch in batches:
-            self._settle(batch, "shutdown")
+            self._settle(batch, Drop.SHUTDOWN)
 
     def stop(self) -> None:
         """Let workers exit once the queue is empty."""
@@ -179,7 +179,7 @@ class Scheduler:
             self._queued = 0
         for batch in pending:
             if not batch.on_wire:
-                self._settle(batch, "shutdown")
+                self._settle(batch, Drop.SHUTDOWN)
         with self._lock:
             while any(b.on_wire for b in self._in_flight):
                 remaining = answer_by - time.monotonic()
@@ -188,7 +188,7 @@ class Scheduler:
                 self._answered.wait(remaining)
             unanswered = list(self._in_flight)
         for batch in unanswered:
-            self._settle(batch, "shutdown")
+            self._settle(batch, Drop.SHUTDOWN)
         self.stop()
 
     # -- what a deliverer calls ----------------------------------------------------------
@@ -231,12 +231,12 @@ class Scheduler:
                     self._queued -= len(chain.batches)
                     self._in_flight.update(chain.batches)
                 for batch in chain.batches:
-                    rest = "shutdown"  # what the deadline cut short
+                    rest = Drop.SHUTDOWN  # what the deadline cut short
                     try:
                         deliver(batch, self)
                     except Exception as exc:  # a bug must not kill the worker or lose the count
                         self._reporter.problem("bug", f"unexpected error while sending, batch dropped: {describe(exc)}")
-                        rest = "error"
+                        rest = Drop.ERROR
                     self._settle(batch, rest)
                 chain = self._finish(chain)
 
@@ -260,7 +260,7 @@ class Scheduler:
             sent, drops = batch.sent, dict(batch.drops)
             unsettled = len(batch.events) - sent - sum(drops.values())
             if batch.on_wire:
-                add_counts(drops, {"shutdown_in_flight": batch.on_wire})
+                add_counts(drops, {Drop.SHUTDOWN_IN_FLIGHT: batch.on_wire})
                 unsettled -= batch.on_wire
             if unsettled:
                 add_counts(drops, {rest: unsettled})

@@ -30,7 +30,8 @@ from .errors import (
     explain_client_failure,
     may_have_stored,
 )
-from .planner import Event, body_tail, rejected_by_reason, request_body, request_events
+from .planner import body_tail, rejected_by_reason, request_body, request_events
+from .records import Drop, Event
 from .scheduler import Batch, Scheduler
 from .stats import Reporter, Stats
 from .threadstate import thread_state
@@ -105,7 +106,7 @@ class CloudWatchTransport:
             elif kind == INVALID:
                 parts.pop()
                 if len(events) == 1 or isolation_calls >= MAX_ISOLATION_CALLS:
-                    scheduler.progress(batch, 0, {"rejected": len(events)})
+                    scheduler.progress(batch, 0, {Drop.REJECTED: len(events)})
                     self._reporter.problem(
                         "rejected", f"the service refused {len(events)} event(s) for {batch.group}/{batch.stream}: "
                         f"{describe(result)}; they were dropped and counted as 'rejected'",
@@ -117,7 +118,7 @@ class CloudWatchTransport:
                 attempt = 0
             elif kind == ERROR:
                 parts.pop()
-                scheduler.progress(batch, 0, {"error": len(events)})
+                scheduler.progress(batch, 0, {Drop.ERROR: len(events)})
                 self._reporter.problem("error", f"unexpected error while sending, events dropped: {describe(result)}")
             elif kind in (OPERATOR, MISSING, NO_CLIENT):
                 advice = (explain_client_failure(result) if kind == NO_CLIENT else

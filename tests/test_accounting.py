@@ -108,3 +108,18 @@ def test_a_botocore_that_skips_our_body_is_caught_and_the_plain_path_ships(fake,
     stats = handler.stats()
     assert (stats["sent"], stats["dropped_by_reason"]) == (50, {}), stats
     assert [m for _, m in fake.events("test-group", "test-stream")] == [f"plain {i}" for i in range(50)]
+
+
+def test_the_readme_guarantees_table_names_every_drop_reason_and_no_other():
+    """The user's reference for stats()["dropped_by_reason"] is records.DROP_REASONS, and the reverse."""
+    import re
+    from pathlib import Path
+
+    from cwlhandler.records import DROP_REASONS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Delivery guarantees", 1)[1].split("\n\n", 2)[1]
+    counted = {name for line in table.splitlines()[2:]
+               for name in re.findall(r"`(\w+)`", line.rstrip(" |").rsplit("|", 1)[-1])}
+    not_drops = {"retries", "entity_rejected"}  # counters of their own, in the same column
+    assert counted - not_drops == set(DROP_REASONS)
