@@ -81,6 +81,20 @@ def _add_log_format(request: Any, **_: Any) -> None:
         request.headers["x-amzn-logs-format"] = log_format
 
 
+def session_for(boto3_session: Any, region_name: Optional[str]) -> Any:
+    """The boto3 session that makes the handler's client; a ValueError if no region is to be had.
+
+    boto3 (and with it ``ssl``) is imported here, not when cwlhandler is: see :func:`make_client`.
+    """
+    import boto3
+
+    session = boto3_session or boto3.session.Session()
+    if not (region_name or session.region_name):
+        raise ValueError("region_name: no AWS region given or configured (set region_name, AWS_DEFAULT_REGION "
+                         "or a profile's region)")
+    return session
+
+
 def make_client(session: Any, region_name: Optional[str], endpoint_url: Optional[str], concurrency: int) -> Any:
     """A logs client whose pool fits the workers and which leaves retries to us.
 

@@ -9,6 +9,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
+from urllib.parse import urlparse
 
 from .planner import API_MAX_BATCH_BYTES, API_MAX_BATCH_COUNT, API_MAX_EVENT_BYTES, DAY_MS, MAX_AGE_MS
 
@@ -63,6 +64,16 @@ def as_number(setting: str, value: Any, kind: type, low: float, high: Optional[f
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise ValueError(f"{setting}: must be {bound}, got {value!r}")
     return number
+
+
+def as_endpoint_url(endpoint_url: Any) -> Optional[str]:
+    """An explicit endpoint may be http (an emulator, a VPC proxy); it must be a URL."""
+    if endpoint_url in (None, ""):
+        return None
+    parsed = urlparse(str(endpoint_url))
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"endpoint_url: expected an http:// or https:// URL, got {endpoint_url!r}")
+    return str(endpoint_url)
 
 
 def one_of(setting: str, value: Any, choices: Tuple[Any, ...]) -> Any:

@@ -1,17 +1,17 @@
 """``CloudWatchLogsHandler``: thin glue between ``logging`` and the pipeline."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import urlparse
 
 from . import lifecycle
 from ._compat import holds, holds_logging_lock, logs_service_model
-from .client import ForkGate, ProcessClient, make_client
-from .config import Settings, check_api_members
+from .client import ForkGate, ProcessClient, make_client, session_for
+from .config import Settings, as_endpoint_url, check_api_members
 from .metrics import DEFAULT_METRICS_STREAM, Metrics, MetricsShipper, check_metrics_stream
 from .naming import NameTemplate, Router, new_uuid
 from .pipeline import Pipeline
@@ -103,27 +103,8 @@ class CloudWatchLogsHandler(logging.Handler):
     ) -> None:
         # Validate everything before Handler.__init__ registers the handler with
         # logging, so a refused configuration leaves nothing behind for shutdown.
-        self.settings = Settings(
-            create_log_group=create_log_group,
-            create_log_stream=create_log_stream,
-            retention_days=retention_days,
-            log_group_tags=log_group_tags,
-            kms_key_id=kms_key_id,
-            log_group_class=log_group_class,
-            deletion_protection=deletion_protection,
-            entity=entity,
-            flush_interval=flush_interval,
-            max_batch_count=max_batch_count,
-            max_batch_bytes=max_batch_bytes,
-            max_event_bytes=max_event_bytes,
-            max_concurrency=max_concurrency,
-            max_buffer_records=max_buffer_records,
-            max_buffer_bytes=max_buffer_bytes,
-            on_full=on_full,
-            oversize=oversize,
-            shutdown_timeout=shutdown_timeout,
-            handle_sigterm=handle_sigterm,
-        )
+        given = locals()  # the keywords, as written: Settings takes its own from them (one list of names)
+        self.settings = Settings(**{field.name: given[field.name] for field in dataclasses.fields(Settings)})
         self._router = Router(
             NameTemplate("log_group", log_group, "group"),
             NameTemplate("log_stream", log_stream, "stream"),
@@ -133,18 +114,9 @@ class CloudWatchLogsHandler(logging.Handler):
         self.log_group = log_group
         self.log_stream = log_stream
         self._client = client
-        self._session = boto3_session
+        self._session = boto3_session if client is not None else session_for(boto3_session, region_name)
         self._region_name = region_name
-        self._endpoint_url = _check_endpoint(endpoint_url)
-        if client is None:
-            import boto3  # here, not when cwlhandler is imported: see client.make_client
-
-            self._session = boto3_session or boto3.session.Session()
-            if not (region_name or self._session.region_name):
-                raise ValueError(
-                    "region_name: no AWS region given or configured (set region_name, AWS_DEFAULT_REGION "
-                    "or a profile's region)"
-                )
+        self._endpoint_url = as_endpoint_url(endpoint_url)
         if self.settings.create_group_params or self.settings.entity:
             # The boto3 session's loader caches the model: the client made next loads it no second time.
             check_api_members(self.settings, client.meta.service_model if client is not None
@@ -441,16 +413,6 @@ class CloudWatchLogsHandler(logging.Handler):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.log_group!r} {self.log_stream!r} ({logging.getLevelName(self.level)})>"
-
-
-def _check_endpoint(endpoint_url: Optional[str]) -> Optional[str]:
-    """An explicit endpoint may be http (an emulator, a VPC proxy); it must be a URL."""
-    if endpoint_url in (None, ""):
-        return None
-    parsed = urlparse(str(endpoint_url))
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"endpoint_url: expected an http:// or https:// URL, got {endpoint_url!r}")
-    return str(endpoint_url)
 
 
 def _unformattable(record: logging.LogRecord, exc: Exception) -> str:

@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import sys
 import time
 from collections.abc import Mapping
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from .config import as_bool
-from .lifecycle import lambda_request_id
+from .tracing import TRACE_FIELDS, TraceFields, parse_xray_header
 
 __all__ = ["JsonFormatter", "CORE_FIELDS", "DEFAULT_FIELDS", "RESERVED_ATTRS", "TRACE_FIELDS", "parse_xray_header"]
 
@@ -47,70 +45,6 @@ _ATTR_FIELDS: Dict[str, str] = {
 _MAX_DEPTH = 100
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _LAST_RESORT = '{"message":"<unformattable log record>","format_error":"formatter failed"}'
-
-#: The fields trace correlation adds (``trace=True``), named as CloudWatch and Lambda name them.
-TRACE_FIELDS: Tuple[str, ...] = ("traceId", "spanId", "requestId")
-# Set by AWS Lambda (its runtime client rewrites it for every invocation), and only there.
-_XRAY_ENV = "_X_AMZN_TRACE_ID"
-_XRAY_ROOT = re.compile(r"1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})")
-_HEX16 = re.compile(r"[0-9a-fA-F]{16}")
-# opentelemetry.trace.get_current_span, once the application has imported OpenTelemetry.
-_current_span: Optional[Callable[[], Any]] = None
-# The last span's ids, as ints and as text: a span logs many records, formatting them is half the cost.
-_otel_last: Tuple[int, int, Tuple[str, str]] = (0, 0, ("", ""))
-
-
-def _otel_ids() -> Optional[Tuple[str, str]]:
-    """``(traceId, spanId)`` of the active OpenTelemetry span, if there is a valid one.
-
-    OpenTelemetry is never imported here: a span can only be active if the
-    application imported ``opentelemetry.trace``, so ``sys.modules`` says
-    whether to look (a dict lookup per record) and nothing is loaded into an
-    application that does not use it.  Checked on every record until found,
-    so it also works when tracing is set up after logging.
-    """
-    global _current_span, _otel_last
-    get_current_span = _current_span
-    if get_current_span is None:
-        module = sys.modules.get("opentelemetry.trace")
-        if module is None:
-            return None
-        get_current_span = getattr(module, "get_current_span", None)
-        if get_current_span is None:  # the module is still being imported
-            return None
-        _current_span = get_current_span
-    try:
-        context = get_current_span().get_span_context()
-        if context.is_valid:  # INVALID_SPAN (no active span) has all-zero ids
-            trace_id, span_id, ids = _otel_last
-            if context.span_id != span_id or context.trace_id != trace_id:
-                ids = format(context.trace_id, "032x"), format(context.span_id, "016x")
-                _otel_last = (context.trace_id, context.span_id, ids)
-            return ids
-    except Exception:  # a broken or foreign "opentelemetry" must not break logging
-        pass
-    return None
-
-
-def parse_xray_header(header: str) -> Optional[Tuple[str, Optional[str]]]:
-    """``(traceId, spanId)`` from an X-Ray trace header, in OpenTelemetry's form, or None without a trace.
-
-    ``Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1`` gives
-    ``("5759e988bd862e3fe1be46a994272793", "53995c3f42cd8ad8")``: the X-Ray trace id is the
-    W3C one with ``1-`` and a dash added.  Keys may come in any order; others (``Sampled``,
-    ``Lineage``, ``Self``) are ignored.  No well-formed ``Root``: no trace; no well-formed
-    ``Parent``: spanId is None.
-    """
-    fields: Dict[str, str] = {}
-    for part in header.split(";"):
-        key, _, value = part.partition("=")
-        fields.setdefault(key.strip(), value.strip())
-    root = _XRAY_ROOT.fullmatch(fields.get("Root", ""))
-    if root is None:
-        return None
-    parent = fields.get("Parent", "")
-    return (root[1] + root[2]).lower(), parent.lower() if _HEX16.fullmatch(parent) else None
-
 
 def _safe_str(obj: Any) -> str:
     """``str(obj)`` that cannot raise: used as json's ``default`` and for messages."""
@@ -276,12 +210,7 @@ class JsonFormatter(logging.Formatter):
             separators=(",", ":"), allow_nan=False, default=_safe_str,
         )
         self._ts_cache: Tuple[int, str] = (-1, "")
-        self._trace = as_bool("trace", trace)
-        # Only Lambda sets the X-Ray variable; elsewhere, reading the environment on every
-        # record would cost more than a tenth of the formatter's time, for nothing.
-        self._xray = self._trace and "AWS_LAMBDA_FUNCTION_NAME" in os.environ
-        # The last X-Ray header seen and what it gave: it changes once per invocation.
-        self._xray_cache: Tuple[Optional[str], Optional[Tuple[str, Optional[str]]]] = (None, None)
+        self._trace = TraceFields() if as_bool("trace", trace) else None
 
     # -- public ---------------------------------------------------------------
 
@@ -353,34 +282,11 @@ class JsonFormatter(logging.Formatter):
         if extra_keys:
             for key in [k for k in attrs if k in extra_keys]:  # keep extra= order
                 self._put(out, key, attrs[key])
-        if self._trace:
-            self._add_trace(out)
+        if self._trace is not None:
+            self._trace.add(out)
         return out
 
     # -- internals ------------------------------------------------------------
-
-    def _add_trace(self, out: Dict[str, Any]) -> None:
-        if "traceId" not in out and "spanId" not in out:
-            ids: Optional[Tuple[str, Optional[str]]] = _otel_ids()
-            if ids is None and self._xray:
-                ids = self._xray_ids()
-            if ids is not None:
-                out["traceId"] = ids[0]
-                if ids[1] is not None:
-                    out["spanId"] = ids[1]
-        request_id = lambda_request_id.get()
-        if request_id is not None and "requestId" not in out:
-            out["requestId"] = request_id
-
-    def _xray_ids(self) -> Optional[Tuple[str, Optional[str]]]:
-        header = os.environ.get(_XRAY_ENV)
-        if header is None:
-            return None
-        seen, ids = self._xray_cache
-        if header != seen:
-            ids = parse_xray_header(header)
-            self._xray_cache = (header, ids)
-        return ids
 
     def _put(self, out: Dict[str, Any], key: Any, value: Any) -> None:
         if not isinstance(key, str):

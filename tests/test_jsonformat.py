@@ -857,12 +857,12 @@ def test_dict_message_trace_id_wins(in_lambda):
 
 
 def test_broken_opentelemetry_is_no_trace(outside_lambda, monkeypatch):
-    import cwlhandler.jsonformat as jsonformat
+    import cwlhandler.tracing as tracing
 
     def broken():
         raise RuntimeError("no context")
 
-    monkeypatch.setattr(jsonformat, "_current_span", broken)
+    monkeypatch.setattr(tracing, "_current_span", broken)
     out = fmt(bare_record())
     assert "traceId" not in out and "format_error" not in out and out["message"] == "m"
 
