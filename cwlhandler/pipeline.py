@@ -23,6 +23,8 @@ from .threadstate import thread_state
 
 # How often an idle flusher wakes to report drops that happened meanwhile.
 REPORT_TICK = 5.0
+# After an unexpected error in the flusher's cycle, how long it waits before the next.
+BUG_PAUSE = 1.0
 # After the shutdown deadline, how long a request already on the wire may still be answered.
 ANSWER_GRACE = 0.2
 
@@ -92,12 +94,23 @@ class Pipeline:
     def _run(self) -> None:
         thread_state.shipping = True
         while True:
-            taken = self.buffer.take(self.scheduler.free_slots, idle=self._run_tick())
-            if taken is None:
-                return
-            if taken:
-                self._submit(*taken)
-            self.reporter.drops(self.stats_snapshot()["dropped_by_reason"])  # type: ignore[arg-type]
+            try:
+                if not self._cycle():
+                    return
+            except Exception as exc:  # a bug must not end the flusher: nothing would ship again
+                self.reporter.problem("bug", f"unexpected error in the flusher (tried again in {BUG_PAUSE:g} s): "
+                                      f"{describe(exc)}")
+                time.sleep(BUG_PAUSE)  # a bug that repeats must not become a busy loop
+
+    def _cycle(self) -> bool:
+        """Take what is due, plan and hand it over, report drops; False once the buffer is closed and empty."""
+        taken = self.buffer.take(self.scheduler.free_slots, idle=self._run_tick())
+        if taken is None:
+            return False
+        if taken:
+            self._submit(*taken)
+        self.reporter.drops(self.stats_snapshot()["dropped_by_reason"])  # type: ignore[arg-type]
+        return True
 
     def _run_tick(self) -> float:
         """Run ``tick``; how long the flusher may wait for records before the next call."""

@@ -153,3 +153,26 @@ def test_at_the_deadline_held_batches_count_by_whether_they_were_written(on_wire
     assert stats["sent"] == 0 and stats["dropped"] == 50, stats
     assert stats["dropped_by_reason"].get(reason, 0) >= 1
     assert set(stats["dropped_by_reason"]) <= {"shutdown", reason}
+
+
+def test_an_unexpected_error_in_the_flusher_cycle_does_not_end_it(capsys):
+    """A bug anywhere in the flusher's cycle (taking a cut, reporting) ended the thread: nothing shipped again."""
+    memory = Memory()
+    pipeline = make_pipeline(memory)
+    real_take, failures = pipeline.buffer.take, []
+
+    def take_failing_once(*args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("a buffer bug")
+        return real_take(*args, **kwargs)
+
+    pipeline.buffer.take = take_failing_once  # type: ignore[method-assign]
+    # The flusher may be inside the real take already: that call takes the first record, the next one fails.
+    append(pipeline, "s", 0, "before the bug")
+    assert pipeline.flush(time.monotonic() + 10)
+    append(pipeline, "s", 1, "after the bug")
+    assert pipeline.flush(time.monotonic() + 10)
+    assert failures and memory.stored[("g", "s")] == ["before the bug", "after the bug"]
+    assert "unexpected error in the flusher" in capsys.readouterr().err
+    assert pipeline.shutdown(time.monotonic() + 10)
