@@ -19,10 +19,6 @@ from typing import Callable, Deque, List, Literal, Optional, Sequence, Tuple, Un
 from .planner import EVENT_OVERHEAD
 from .records import NBYTES, TIMESTAMP, Item, nbytes_of
 
-# (timestamp_ms, message, nbytes, (group, stream)); a metrics document's key adds its log format:
-# (group, stream, "json/emf"), so it is never batched with log lines (see metrics.py).
-_nbytes = nbytes_of
-
 
 class Cut:
     """A prefix of the buffer handed to the flusher; ``pending`` counts open batches.
@@ -54,7 +50,7 @@ def cut_length(items: Sequence[Item], slots: int, count: int, nbytes: int, whole
     two milliseconds when it can (docs/architecture.md, "Equal timestamps").
     """
     # Running totals over the candidates, in C, then bisections: no per-record Python loop.
-    totals = list(accumulate(map(add, map(_nbytes, islice(items, slots * count)), repeat(EVENT_OVERHEAD))))
+    totals = list(accumulate(map(add, map(nbytes_of, islice(items, slots * count)), repeat(EVENT_OVERHEAD))))
     if whole_batches:
         take = 0
         for _ in range(slots):
@@ -92,9 +88,10 @@ class Buffer:
     - ``settled`` only grows: it is the end of the longest prefix of cuts whose
       batches are all acknowledged or dropped; with nothing in flight it equals
       ``removed``.  ``flush()`` waits for it to reach the position it asked for.
-    - Sizing: a cut is at most the sender's free slots' worth of requests, never
-      empty, and whole requests' worth when only size made records due
-      (:func:`cut_length`, a pure function).
+    - Sizing: a cut is never empty; when only size made records due, it is whole
+      requests' worth, at most the scheduler's free slots of them; otherwise as
+      much as those slots hold in records and bytes (:func:`cut_length`, a pure
+      function).
     """
 
     def __init__(
@@ -257,7 +254,7 @@ class Buffer:
 
     # -- consumer side (the flusher) ---------------------------------------------------
     def take(self, free_slots: Callable[[], int], idle: float) -> Union[None, Literal[False], Tuple[Cut, List[Item]]]:
-        """Wait until records are due and the sender has room, and take them.
+        """Wait until records are due and the scheduler has room, and take them.
 
         Records are due when a batch's worth is waiting (or half the buffer),
         the oldest has waited ``flush_interval``, a flush was asked for, or the

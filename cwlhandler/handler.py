@@ -206,9 +206,9 @@ class CloudWatchLogsHandler(logging.Handler):
             deadline = time.monotonic() + max(0.0, float(timeout))
         settled = pipeline.flush(deadline)
         if not settled and timeout is None and holds(self.lock):
-            # The exit sequence (our exit hook, then logging.shutdown; also dictConfig replacing
-            # handlers) holds our lock around each step: the next keeps this deadline, so exit does not
-            # wait shutdown_timeout at every step.  A flush of the application's leaves nothing behind.
+            # The exit sequence (our exit hook, then logging.shutdown) holds our lock around each
+            # step: the next keeps this deadline, so exit does not wait shutdown_timeout at every step.
+            # A flush of the application's leaves nothing behind.
             self._stalled = (pipeline.buffer.settled, deadline)
         return settled
 

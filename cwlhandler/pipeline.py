@@ -29,7 +29,6 @@ BUG_PAUSE = 1.0
 ANSWER_GRACE = 0.2
 
 
-_key, _nbytes = key_of, nbytes_of
 
 
 def now_ms() -> int:
@@ -149,7 +148,7 @@ class Pipeline:
         streams: Dict[Tuple[str, ...], List[Event]] = {}
         oversize = 0
         first = items[0][KEY]
-        if countOf(map(_key, items), first) == len(items) and max(map(_nbytes, items)) <= limit:
+        if countOf(map(key_of, items), first) == len(items) and max(map(nbytes_of, items)) <= limit:
             streams[first] = items  # type: ignore[assignment]  # the common case, without a per-record Python loop
         else:
             for item in items:
@@ -183,7 +182,7 @@ class Pipeline:
 
     def shutdown(self, deadline: float) -> bool:
         """Deliver what can be delivered by ``deadline``; count the rest as ``shutdown`` drops."""
-        self.buffer.close()  # first: a record appended after the end is read would reach a stopped sender
+        self.buffer.close()  # first: a record appended after the end is read would reach a stopped scheduler
         target = self.buffer.appended
         settled = self.buffer.wait_settled(deadline, target)
         if not settled:

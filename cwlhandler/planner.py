@@ -31,7 +31,6 @@ MAX_SPAN_MS = DAY_MS - 1
 # The service refuses an empty message; a record is still worth shipping.
 EMPTY_MESSAGE = "(empty message)"
 _SURROGATES = re.compile("[\ud800-\udfff]")
-_by_timestamp, _message, _nbytes = timestamp_of, message_of, nbytes_of
 _json_string = encode_basestring  # C-accelerated; keeps UTF-8 text as is
 
 
@@ -108,8 +107,8 @@ def plan_batches(
     Every event must already fit (see :func:`fit_event`).  Sorts ``events`` in
     place and returns ``(batches, dropped_by_reason)``.
     """
-    events.sort(key=_by_timestamp)
-    stamps = list(map(_by_timestamp, events))
+    events.sort(key=timestamp_of)
+    stamps = list(map(timestamp_of, events))
     drops: Dict[str, int] = {}
     too_old_end = bisect_left(stamps, now_ms - MAX_AGE_MS)
     expired_end = max(too_old_end, bisect_left(stamps, now_ms - max_age_ms))
@@ -124,7 +123,7 @@ def plan_batches(
 
     # Greedy cuts found by bisection over running totals, so the per-event work
     # is a few C-level passes rather than a Python loop.
-    costs = list(accumulate(map(add, map(_nbytes, events), repeat(EVENT_OVERHEAD)), initial=0))  # of events[:i]
+    costs = list(accumulate(map(add, map(nbytes_of, events), repeat(EVENT_OVERHEAD)), initial=0))  # of events[:i]
     batches: List[List[Event]] = []
     start = expired_end
     while start < too_new_start:
@@ -223,7 +222,7 @@ def request_body(group: str, stream: str, batch: Sequence[Event], tail: bytes = 
     escaped are replaced over the whole body at once.  Anything rarer goes
     through the C string escaper message by message.  ``tail`` is :func:`body_tail`'s.
     """
-    messages = tuple(map(_message, batch))
+    messages = tuple(map(message_of, batch))
     if "\x01" in "".join(messages):
         return _escaped_body(group, stream, batch, tail)  # the placeholder itself in a message
     events = _layout(_EVENT_TEMPLATE, batch, messages).encode("utf-8")
@@ -249,13 +248,13 @@ def _body_head(group: str, stream: str) -> bytes:
 
 def _escaped_body(group: str, stream: str, batch: Sequence[Event], tail: bytes) -> bytes:
     """The same body with every message escaped by the json module's C string escaper."""
-    events = _layout('{"timestamp":%d,"message":%s},', batch, map(_json_string, map(_message, batch)))
+    events = _layout('{"timestamp":%d,"message":%s},', batch, map(_json_string, map(message_of, batch)))
     return _body_head(group, stream) + events.encode("utf-8") + tail
 
 
 def _layout(template: str, batch: Sequence[Event], texts: Iterable[str]) -> str:
     """All events of ``batch`` as one %-format of ``template`` repeated, without the last comma."""
-    return (template * len(batch))[:-1] % tuple(chain.from_iterable(zip(map(_by_timestamp, batch), texts)))
+    return (template * len(batch))[:-1] % tuple(chain.from_iterable(zip(map(timestamp_of, batch), texts)))
 
 
 __all__ = [

@@ -21,7 +21,6 @@ from .records import TIMESTAMP, Drop, Event, timestamp_of
 from .stats import Reporter, Stats
 from .threadstate import thread_state
 
-_stamp = timestamp_of
 _flatten = itertools.chain.from_iterable
 
 
@@ -70,7 +69,7 @@ class Chain:
         """The chain's timestamps within ``[low, high]``, found by bisection: a chain is sorted (planner)."""
         stamps = self._stamps
         if stamps is None:  # made only when ranges overlap, which is rare
-            stamps = self._stamps = list(map(_stamp, _flatten(b.events for b in self.batches)))
+            stamps = self._stamps = list(map(timestamp_of, _flatten(b.events for b in self.batches)))
         return stamps[bisect_left(stamps, low):bisect_right(stamps, high)]
 
     def shares_timestamp(self, other: "Chain") -> bool:

@@ -168,12 +168,14 @@ class CloudWatchTransport:
             try:
                 if sending is not None:
                     if self._clients.wire_observed:
-                        thread_state.sending = sending
+                        thread_state.sending = sending  # for client._on_wire, when the bytes go out
                     else:  # a user's client: on the wire from the moment the call begins
                         sending[0].on_wire(sending[1], sending[2])
                 return OK, getattr(client, operation)(**params)
             except Exception as exc:
                 return classify(exc), detach(exc)
+            finally:
+                thread_state.sending = None
 
     def _put(self, batch: Batch, events: List[Event], scheduler: Scheduler) -> Tuple[str, Any]:
         """One PutLogEvents call, with the batch's log format header, if any."""
@@ -211,12 +213,9 @@ class CloudWatchTransport:
         return kind, result
 
     def _put_call(self, scheduler: Scheduler, batch: Batch, n: int, **params: Any) -> Tuple[str, Any]:
-        """The API call of ``_put``, marked on the wire (see :func:`_on_wire`) when its bytes go out."""
-        try:
-            return self._call("put_log_events", (scheduler, batch, n), logGroupName=batch.group,
-                              logStreamName=batch.stream, **params)
-        finally:
-            thread_state.sending = None
+        """The API call of ``_put``, marked on the wire (see ``client._on_wire``) when its bytes go out."""
+        return self._call("put_log_events", (scheduler, batch, n), logGroupName=batch.group,
+                          logStreamName=batch.stream, **params)
 
     def _create(self, batch: Batch, missing: BaseException) -> Tuple[str, Any]:
         """Create the stream (and the group when it is missing too), then report OK to resend.
