@@ -84,7 +84,8 @@ def _add_log_format(request: Any, **_: Any) -> None:
 def session_for(boto3_session: Any, region_name: Optional[str]) -> Any:
     """The boto3 session that makes the handler's client; a ValueError if no region is to be had.
 
-    boto3 (and with it ``ssl``) is imported here, not when cwlhandler is: see :func:`make_client`.
+    boto3 (and with it ``ssl``) is imported here, not when cwlhandler is: gevent must be able to patch
+    ``ssl`` before it is first imported.
     """
     import boto3
 
@@ -96,14 +97,14 @@ def session_for(boto3_session: Any, region_name: Optional[str]) -> Any:
 
 
 def make_client(session: Any, region_name: Optional[str], endpoint_url: Optional[str], concurrency: int) -> Any:
-    """A logs client whose pool fits the workers and which leaves retries to us.
+    """A logs client of ``session`` (see :func:`session_for`) whose pool fits the workers and which leaves
+    retries to us.
 
     Parameter validation is off because the planner guarantees valid requests
-    and validation costs several microseconds per event.  boto3 (and with it
-    ``ssl``) is imported here, not when cwlhandler is: gevent must be able to
-    patch ``ssl`` before it is first imported.
+    and validation costs several microseconds per event.  botocore's config (and
+    with it ``ssl``) is imported here, not when cwlhandler is: gevent must be able
+    to patch ``ssl`` before it is first imported.
     """
-    import boto3
     import botocore.config
 
     config = botocore.config.Config(
@@ -114,7 +115,6 @@ def make_client(session: Any, region_name: Optional[str], endpoint_url: Optional
         parameter_validation=False,
         user_agent_extra="cwlhandler",
     )
-    session = session or boto3.session.Session()
     return session.client("logs", region_name=region_name, endpoint_url=endpoint_url, config=config)
 
 
